@@ -1,0 +1,62 @@
+"""The `Problem` type shared by every task, and the error raised for malformed data."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Where the shared datasets live: `../shared/data` beside the checkout, or $TREEFLOW_DATA.
+DATA_DIR = Path(os.environ.get("TREEFLOW_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+class DatasetError(ValueError):
+    """A dataset file or row that cannot be used; the message names the file, line and field."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reasoning problem.
+
+    `prompt` is the exact text the policy continues; steps are appended to it, one line each.
+    `answer` is the gold answer in the task's canonical form (for Game24, the puzzle's numbers).
+    """
+
+    id: str
+    task: str
+    question: str
+    answer: str
+    prompt: str
+
+    def check(self, answer: str | None) -> bool:
+        """Whether a final answer is correct, by the task's exact checker."""
+        if answer is None:
+            return False
+        return _task_module(self.task).check(self, answer)
+
+    def canonical(self, answer: str) -> str:
+        """The key under which answers are compared when voting (never consults the gold answer)."""
+        return _task_module(self.task).canonical(answer)
+
+
+def _task_module(task: str):
+    if task not in ("arithmetic", "game24", "gsm8k"):
+        raise KeyError(f"unknown task {task!r}; known: arithmetic, game24, gsm8k")
+    return importlib.import_module(f"problems.{task}")
+
+
+def load_problems(task: str, split: str, **options) -> list[Problem]:
+    """Load a task's split (`train` or `test`) with task-specific options."""
+    return _task_module(task).load(split, **options)
+
+
+def select_problems(task: str, split: str, start: int, count: int, options: dict | None = None) -> list[Problem]:
+    """Problems [start, start + count) of a split; fixed-size datasets wrap around, generators extend."""
+    options = dict(options or {})
+    if task == "arithmetic":
+        return load_problems(task, split, n=start + count, **options)[start:]
+    pool = load_problems(task, split, **options)
+    if not pool:
+        raise DatasetError(f"task {task!r} split {split!r} has no problems")
+    return [pool[(start + i) % len(pool)] for i in range(min(count, len(pool)))]
