@@ -1,0 +1,146 @@
+"""Transformers policy backend: batched step sampling with the shared prefix's KV cache reused.
+
+Each prefix is prefilled once; its cache is repeated k times and the k children are sampled from it,
+instead of prefilling k copies (`reuse_prefix_cache=False` does that, for comparison and tests).
+Generation stops per row at the first token whose text contains a newline, or at EOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from models.errors import resolve_model
+from models.policy import Candidate
+
+
+@dataclass
+class GenerationStats:
+    """Counters for budget accounting: what the policy actually computed."""
+
+    calls: int = 0
+    generated_tokens: int = 0
+    prefill_tokens: int = 0
+    forward_passes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TransformersPolicy:
+    """A Hugging Face causal LM as a `Policy`."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    temperature: float = 0.7
+    max_step_tokens: int = 32
+    max_batch_rows: int = 512
+    reuse_prefix_cache: bool = True
+    seed: int = 0
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        self.device = next(self.model.parameters()).device
+        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        vocab = len(self.tokenizer)
+        texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
+        self.stop_ids = torch.tensor([i for i, t in enumerate(texts) if "\n" in t] +
+                                     [self.tokenizer.eos_token_id], device=self.device)
+        self.max_positions = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", 2048)
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, dtype: torch.dtype | None = None, device: str = "cpu",
+                        **kwargs) -> TransformersPolicy:
+        """Load a model directory (or hub id where a hub is reachable)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_model(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+        return cls(model=model, tokenizer=tokenizer, **kwargs)
+
+    def propose_steps(self, prefixes: list[str], k: int, *, temperature: float | None = None
+                      ) -> list[list[Candidate]]:
+        """k sampled next steps for every prefix."""
+        temperature = self.temperature if temperature is None else temperature
+        per_chunk = max(1, self.max_batch_rows // k)
+        out: list[list[Candidate]] = []
+        for start in range(0, len(prefixes), per_chunk):
+            out.extend(self._propose_chunk(prefixes[start:start + per_chunk], k, temperature))
+        self.stats.calls += 1
+        return out
+
+    @torch.inference_mode()
+    def _propose_chunk(self, prefixes: list[str], k: int, temperature: float) -> list[list[Candidate]]:
+        room = self.max_positions - self.max_step_tokens
+        encoded = [ids[-room:] for ids in self.tokenizer(prefixes, add_special_tokens=False)["input_ids"]]
+        if not self.reuse_prefix_cache:  # prefill k copies: what reference implementations do
+            encoded = [ids for ids in encoded for _ in range(k)]
+        input_ids, mask = self._left_pad(encoded)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        self.stats.prefill_tokens += int(mask.sum())
+        self.stats.forward_passes += 1
+        cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+        if self.reuse_prefix_cache and k > 1:
+            cache.batch_repeat_interleave(k)
+            logits, mask, positions = (t.repeat_interleave(k, dim=0) for t in (logits, mask, positions))
+        rows = logits.shape[0]
+        next_pos = positions[:, -1:] + 1
+        done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        tokens, logps = [], []
+        for _ in range(self.max_step_tokens):
+            logprobs = torch.log_softmax(logits, dim=-1)
+            if temperature <= 0:
+                tok = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1).cpu()
+                tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1).to(self.device)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            tokens.append(tok)
+            logps.append(torch.where(done, torch.zeros_like(tok, dtype=logits.dtype),
+                                     logprobs.gather(1, tok[:, None]).squeeze(1)))
+            done = done | torch.isin(tok, self.stop_ids)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
+                             past_key_values=cache, use_cache=True)
+            self.stats.forward_passes += 1
+            cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :].float(), next_pos + 1
+        return self._candidates(torch.stack(tokens, 1), torch.stack(logps, 1), k)
+
+    def _candidates(self, tokens: torch.Tensor, logps: torch.Tensor, k: int) -> list[list[Candidate]]:
+        stop = set(self.stop_ids.tolist())
+        eos = self.tokenizer.eos_token_id
+        result: list[list[Candidate]] = []
+        for row in range(tokens.shape[0]):
+            ids = []
+            for t in tokens[row].tolist():
+                ids.append(t)
+                if t in stop:
+                    break
+            n = len(ids)
+            text = self.tokenizer.decode([t for t in ids if t != eos])
+            if "\n" in text:
+                text = text[: text.index("\n") + 1]
+            mean_lp = float(logps[row, :n].sum()) / max(n, 1)
+            self.stats.generated_tokens += n
+            if row % k == 0:
+                result.append([])
+            result[-1].append(Candidate(text=text, tokens=n, logprob=mean_lp))
+        return result
+
+    def _left_pad(self, encoded: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in encoded)
+        pad = self.pad_id
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=self.device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=self.device)
+        return ids, mask

@@ -1,0 +1,79 @@
+"""The built-in tiny policy: a small GPT-2-shaped LM from config, bootstrapped on noisy demonstrations.
+
+Everything is made in-process (tokenizer, model, data), so treeflow runs on a CPU with no downloads.
+The demonstrations deliberately contain wrong steps, so the bootstrapped policy is imperfect: its
+greedy accuracy sits well below what sampling many times can reach, which is the headroom search and
+self-training exploit. The result is cached in a directory named by a content hash of the recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from models.training import SFTSettings, train_policy
+from problems.arithmetic import ArithmeticConfig, generate, solution_steps
+
+RECIPE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """Model shape, demonstration data and training length of the bootstrap policy."""
+
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 128
+    n_demos: int = 20000
+    error_rate: float = 0.25
+    task: ArithmeticConfig = field(default_factory=ArithmeticConfig)
+    sft: SFTSettings = field(default_factory=lambda: SFTSettings(
+        epochs=1.0, learning_rate=2e-3, batch_size=64, warmup_steps=0.02, max_length=64))
+    seed: int = 0
+
+    def digest(self) -> str:
+        """Content hash of the recipe (and the recipe code's version): names the cache directory."""
+        blob = json.dumps({"v": RECIPE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def demonstrations(recipe: TinyRecipe) -> list[dict]:
+    """Noisy `{"prompt", "completion"}` demonstrations from the task's `demo` split."""
+    rng = random.Random(recipe.seed)
+    problems = generate(recipe.n_demos, split="demo", config=recipe.task)
+    return [{"prompt": p.prompt, "completion": "".join(solution_steps(p, rng=rng, error_rate=recipe.error_rate))}
+            for p in problems]
+
+
+def build(recipe: TinyRecipe, texts: list[str]):
+    """A fresh (untrained) model and the tokenizer trained on `texts`."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from models.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(texts)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd, n_layer=recipe.n_layer,
+        n_head=recipe.n_head, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(recipe.seed)
+    return GPT2LMHeadModel(config), tokenizer
+
+
+def bootstrap(recipe: TinyRecipe, cache_dir: str | Path, *, progress=None) -> Path:
+    """The bootstrapped policy directory for `recipe`, trained once and then reused from the cache."""
+    out = Path(cache_dir) / f"tiny-{recipe.digest()}" / "policy"
+    if (out / "config.json").is_file():
+        return out
+    rows = demonstrations(recipe)
+    model, tokenizer = build(recipe, [r["prompt"] + r["completion"] for r in rows])
+    history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress)
+    (out / "treeflow_recipe.json").write_text(json.dumps(
+        {"recipe": asdict(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"]}, indent=2))
+    return out
