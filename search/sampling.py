@@ -1,0 +1,100 @@
+"""Sampling baselines: CoT greedy and Self-Consistency (k samples, majority vote).
+
+All paths of all prompts advance together: one batched policy call per step.
+Samples that share a prefix share nodes (the tree is a trie of the samples); every sampled token
+still counts. With a token budget, Self-Consistency votes over the first samples that fit in it
+(n = 1, 2, 4, ... all come from one pool), and only those samples are kept in the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.policy import Candidate
+from search.aggregate import majority_vote
+from search.tree import SearchResult, Tree
+from search.types import Canonical, Evaluate, Propose
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """n samples per prompt at `temperature` (0 = greedy); `token_budget` caps generated tokens."""
+
+    n: int = 8
+    temperature: float | None = None
+    max_depth: int = 8
+    token_budget: int | None = None
+
+
+def sample_paths(prompts: list[str], *, propose: Propose, n: int, temperature: float | None,
+                 max_depth: int) -> list[list[list[Candidate]]]:
+    """n complete step sequences per prompt (a sequence ends at a final step or `max_depth`)."""
+    paths: list[list[list[Candidate]]] = [[[] for _ in range(n)] for _ in prompts]
+    first = propose(prompts, n, temperature=temperature)
+    active = []
+    for i, cands in enumerate(first):
+        for j, c in enumerate(cands):
+            paths[i][j].append(c)
+            active.append((i, j))
+    for _ in range(max_depth - 1):
+        active = [(i, j) for i, j in active if _continues(paths[i][j][-1])]
+        if not active:
+            break
+        states = [prompts[i] + "".join(c.text for c in paths[i][j]) for i, j in active]
+        for (i, j), cands in zip(active, propose(states, 1, temperature=temperature), strict=True):
+            paths[i][j].append(cands[0])
+    return paths
+
+
+def _continues(c: Candidate) -> bool:
+    from problems.steps import is_final
+
+    return bool(c.text.strip()) and not is_final(c.text)
+
+
+def _tree_of(prompt: str, samples: list[list[Candidate]], max_depth: int) -> tuple[Tree, list[int]]:
+    tree = Tree(prompt, max_depth=max_depth)
+    leaves = []
+    for steps in samples:
+        node = 0
+        tree.visits[0] += 1
+        for c in steps:
+            tree.generated_tokens += c.tokens
+            if not c.text.strip():
+                break
+            child = tree.child_with_text(node, c.text)
+            node = child if child is not None else tree.add(node, c.text, tokens=c.tokens, logprob=c.logprob)
+            tree.visits[node] += 1
+        leaves.append(node)
+    return tree, leaves
+
+
+def self_consistency(prompts: list[str], config: SamplingConfig, *, propose: Propose,
+                     evaluate: Evaluate | None = None, canonical: Canonical = str.strip) -> list[SearchResult]:
+    """Majority vote over the final answers of independent samples."""
+    results = []
+    for prompt, samples in zip(prompts, sample_paths(prompts, propose=propose, n=config.n,
+                                                     temperature=config.temperature,
+                                                     max_depth=config.max_depth), strict=True):
+        if config.token_budget is not None:
+            used, kept = 0, []
+            for s in samples:
+                cost = sum(c.tokens for c in s)
+                if kept and used + cost > config.token_budget:
+                    break
+                kept.append(s)
+                used += cost
+            samples = kept
+        tree, leaves = _tree_of(prompt, samples, config.max_depth)
+        answer = majority_vote([tree.answer[leaf] for leaf in leaves], key=canonical)
+        chosen = next((tree.path(leaf) for leaf in leaves if answer is not None and tree.answer[leaf] is not None
+                       and canonical(tree.answer[leaf]) == canonical(answer)), [])
+        results.append(SearchResult(tree=tree, answer=answer, chosen=chosen))
+    return results
+
+
+def greedy(prompts: list[str], config: SamplingConfig, *, propose: Propose, evaluate: Evaluate | None = None,
+           canonical: Canonical = str.strip) -> list[SearchResult]:
+    """Chain-of-thought greedy decoding: one sample at temperature 0."""
+    cfg = SamplingConfig(n=1, temperature=0.0, max_depth=config.max_depth)
+    return self_consistency(prompts, cfg, propose=propose, canonical=canonical)
