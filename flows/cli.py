@@ -1,0 +1,120 @@
+"""The `treeflow` command: demo (the main job), run --config FILE, sql "QUERY"."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from flows import env
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input)."""
+    parser = argparse.ArgumentParser(prog="treeflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="bootstrap the tiny model if needed, then run the flywheel "
+                                       "on the built-in task")
+    demo.add_argument("--workdir", default="work")
+    demo.add_argument("--iterations", type=int, default=None)
+    run = sub.add_parser("run", help="run the flywheel from a YAML config")
+    run.add_argument("--config", required=True)
+    run.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    sql = sub.add_parser("sql", help="query a trace store, read-only")
+    sql.add_argument("query")
+    sql.add_argument("--store", default="work/traces.duckdb")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sql":
+            return _sql(args.store, args.query)
+        config = _config(args)
+        preflight(config)
+        env.configure(config.workdir)
+        return _run(config)
+    except Exception as e:  # every expected bad input becomes one line and exit 2
+        if not _is_bad_input(e):
+            raise
+        print(f"treeflow: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _is_bad_input(e: Exception) -> bool:
+    import duckdb
+
+    from flows.config import ConfigError
+    from models.errors import ModelDirError
+    from problems.base import DatasetError
+    from storage.store import ShardError
+
+    bad = (ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError, duckdb.Error)
+    return isinstance(e, bad)
+
+
+def _config(args):
+    from flows.config import FlywheelConfig, load_config
+
+    if args.command == "demo":
+        overrides = {"workdir": args.workdir}
+        if args.iterations is not None:
+            overrides["iterations"] = args.iterations
+        return FlywheelConfig(**overrides)
+    return load_config(args.config, {"workdir": args.workdir} if args.workdir else None)
+
+
+def preflight(config) -> None:
+    """Check inputs before any run starts, so bad input writes nothing: model dirs and task data."""
+    from models.errors import resolve_model
+    from problems import select_problems
+
+    for path in (config.policy.path, config.value.path):
+        if path is not None:
+            resolve_model(path)
+    select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
+    select_problems(config.task.name, "train", 0, 1, config.task.options)
+
+
+def _run(config) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.flywheel import flywheel, summary_rows
+
+    t0 = time.perf_counter()
+    table = flywheel(config)
+    wall = time.perf_counter() - t0
+    out = Table(title=f"treeflow flywheel on {config.task.name}: test accuracy at "
+                      f"{config.evaluation.token_budget} generated tokens/problem")
+    for col in ("iteration", "method", "accuracy", "tokens/problem", "value calls/problem", "wall s"):
+        out.add_column(col, justify="right" if col != "method" else "left")
+    for r in summary_rows(table):
+        out.add_row(str(r["iteration"]), r["method"], f"{100 * r['accuracy']:.1f}%",
+                    f"{r['tokens_per_problem']:.0f}", f"{r['value_states_per_problem']:.0f}",
+                    f"{r['wall_seconds']:.0f}")
+    console = Console()
+    console.print(out)
+    console.print(f"wall time {wall / 60:.1f} min; store {Path(config.paths['store'])}; "
+                  f"MLflow sqlite:///{config.paths['mlflow']}")
+    return 0
+
+
+def _sql(store_path: str, query: str) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from storage.store import query as run_query
+
+    columns, rows = run_query(store_path, query)
+    table = Table()
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

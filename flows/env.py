@@ -1,0 +1,33 @@
+"""Process environment for an offline, quiet, embedded run; applied before Prefect or MLflow import.
+
+Existing variables win, so a team pointing treeflow at its own Prefect / MLflow servers keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def configure(workdir: str | Path | None = None) -> None:
+    """Set the defaults above, and PREFECT_HOME under the work directory unless already set."""
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if workdir is not None:
+        os.environ.setdefault("PREFECT_HOME", str(Path(workdir).resolve() / ".prefect"))
+    if "PREFECT_HOME" in os.environ:
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,37 @@
+"""MLflow tracking: a local SQLite store by default; runs are addressed by id, never by global state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXPERIMENT = "treeflow"
+
+
+def setup(tracking_uri: str | None, artifacts: Path) -> str:
+    """Point MLflow at `tracking_uri` (default: the workdir's SQLite file); return the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
+    return exp.experiment_id
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    """Log numeric metrics to a run by id (None values are skipped)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in metrics.items():
+        if value is not None:
+            client.log_metric(run_id, key, float(value), step=step or 0)
+
+
+def log_curve(run_id: str, key: str, points: list[tuple[int, float]]) -> None:
+    """A loss curve as one metric with steps."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for step, value in points:
+        client.log_metric(run_id, key, float(value), step=int(step))

@@ -1,0 +1,46 @@
+"""Training tasks: read a training set from the trace store's views, train, return the new model path."""
+
+from __future__ import annotations
+
+import random
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from models.tiny import TinyRecipe, demonstrations
+from models.training import SFTSettings, ValueSettings, planned_steps, train_policy, train_value
+from storage import store
+from tasks.progress import bar
+
+
+@task(name="sft-policy", cache_policy=NONE, persist_result=False)
+def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str, out_dir: str,
+                    settings: SFTSettings, recipe: TinyRecipe | None, mix_demos: int) -> dict:
+    """SFT the policy on this iteration's distinct correct traces (D+), plus original demonstrations."""
+    _, rows = store.query(store_path, "SELECT DISTINCT prompt, completion FROM sft_traces WHERE run_id = ? AND "
+                          "stage = 'search' AND iteration = ? ORDER BY prompt, completion", [run_id, iteration])
+    traces = [{"prompt": p, "completion": c} for p, c in rows]
+    demos = []
+    if recipe is not None and mix_demos:
+        demos = random.Random(settings.seed + iteration).sample(demonstrations(recipe), mix_demos)
+    data = traces + demos
+    if not data:  # nothing correct was found and there are no demonstrations: keep the policy
+        return {"path": init_path, "traces": 0, "demos": 0, "train_loss": None, "steps": 0, "losses": []}
+    with bar(f"sft it{iteration} ({len(traces)} traces)", planned_steps(settings, len(data))) as update:
+        history = train_policy(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
+    return {"path": out_dir, "traces": len(traces), "demos": len(demos), **history}
+
+
+@task(name="fit-value", cache_policy=NONE, persist_result=False)
+def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
+                   settings: ValueSettings) -> dict:
+    """Regress the value model on Monte Carlo targets of this run's search trees so far."""
+    _, rows = store.query(
+        store_path,
+        "SELECT s.state, m.target FROM mc_targets m JOIN node_states s USING (tree_id, node_id) "
+        "JOIN trees t USING (tree_id) WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') "
+        "AND t.iteration <= ? ORDER BY m.tree_id, m.node_id, m.leaf_id", [run_id, max_iteration])
+    data = [{"text": s, "target": float(t)} for s, t in rows]
+    with bar(f"value it{max_iteration} ({len(data)} targets)", planned_steps(settings, len(data))) as update:
+        history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
+    return {"path": out_dir, "targets": len(data), **history}
