@@ -1,0 +1,45 @@
+"""Shared fixtures: an offline environment, one Prefect test harness, a tiny trained model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="treeflow-test-"))
+os.environ.setdefault("PREFECT_HOME", str(_HOME / "prefect"))
+os.environ.setdefault("TREEFLOW_PROGRESS", "0")
+
+from flows import env  # noqa: E402  (environment first, before Prefect / MLflow import)
+
+env.configure()
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test harness for the whole session (starting one costs ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe():
+    from models.tiny import TinyRecipe
+    from models.training import SFTSettings
+
+    return TinyRecipe(n_demos=512, sft=SFTSettings(epochs=1, max_steps=24, learning_rate=3e-3, batch_size=32,
+                                                   max_length=64))
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory, tiny_recipe) -> Path:
+    """A tiny policy trained for a few steps (real tokenizer, real TRL SFT, real model directory)."""
+    from models.tiny import bootstrap
+
+    return bootstrap(tiny_recipe, tmp_path_factory.mktemp("tiny-cache"))

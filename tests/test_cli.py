@@ -1,0 +1,74 @@
+"""Bad input ends with one clear message, exit status 2, and nothing written to the trace store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"workdir: {tmp_path / 'work'}\n" + text)
+    return path
+
+
+def _fails(tmp_path, capsys, text, pattern):
+    assert main(["run", "--config", str(_config(tmp_path, text))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("treeflow: error:") and len(err.splitlines()) == 1
+    assert pattern in err, err
+    assert not (tmp_path / "work" / "traces.duckdb").exists()
+
+
+def test_unknown_config_keys(tmp_path, capsys):
+    _fails(tmp_path, capsys, "iteratons: 2\n", "unknown key 'iteratons'")
+    _fails(tmp_path, capsys, "search:\n  simulatons: 4\n", "unknown key 'search.simulatons'")
+    _fails(tmp_path, capsys, "iterations: many\n", "'iterations': Input should be a valid integer")
+
+
+def test_missing_model_directory(tmp_path, capsys):
+    _fails(tmp_path, capsys, f"policy:\n  path: {tmp_path / 'no-such-model'}\n", "model directory not found")
+
+
+def test_non_numeric_gsm8k_answer(tmp_path, capsys):
+    data = tmp_path / "gsm8k"
+    data.mkdir()
+    rows = [{"question": "q1", "answer": "1+1 #### 2"}, {"question": "q2", "answer": "so #### two"}]
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _fails(tmp_path, capsys, f"task:\n  name: gsm8k\n  options: {{source: {data}}}\n",
+           f"{data / 'test.jsonl'}:2: field 'answer': gold answer 'two'")
+
+
+def test_console_script_exits_non_zero(tmp_path):
+    path = _config(tmp_path, "bogus: 1\n")
+    exe = Path(sys.executable).with_name("treeflow")
+    proc = subprocess.run([str(exe), "run", "--config", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "TREEFLOW_PROGRESS": "0"}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("treeflow: error:")
+
+
+def test_sql_is_read_only(tmp_path, capsys):
+    from storage import store
+
+    db = tmp_path / "s.duckdb"
+    with store.connect(db) as con:
+        store.record_run(con, "r1", "flywheel", {"a": 1})
+    assert main(["sql", "SELECT run_id, kind FROM runs", "--store", str(db)]) == 0
+    assert "r1" in capsys.readouterr().out
+    assert main(["sql", "DELETE FROM runs", "--store", str(db)]) == 2
+    assert "read-only" in capsys.readouterr().err.lower()
+    with store.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("argv", [["sql", "SELECT 1", "--store", "/no/such/store.duckdb"]])
+def test_sql_on_a_missing_store(argv, capsys):
+    assert main(argv) == 2
+    assert "trace store not found" in capsys.readouterr().err

@@ -1,0 +1,76 @@
+"""The flywheel flow end to end on a very small configuration: Prefect, DuckDB, MLflow, TRL for real."""
+
+import mlflow
+import pytest
+
+from flows.config import EvaluationSettings, FlywheelConfig, TaskSettings, ValueBootstrap
+from models.training import SFTSettings, ValueSettings
+from search import MCTSAlphaConfig
+from storage import store
+
+
+@pytest.fixture(scope="module")
+def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir):
+    from flows.flywheel import flywheel
+
+    workdir = tmp_path_factory.mktemp("flywheel")
+    config = FlywheelConfig(
+        workdir=str(workdir), cache_dir=str(tiny_policy_dir.parent.parent), run_id="t1", iterations=1,
+        batch_size=4, tiny=tiny_recipe, task=TaskSettings(train_per_iteration=6, test_size=4),
+        value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
+        evaluation=EvaluationSettings(token_budget=60, max_samples=4), sft=SFTSettings(max_steps=2, batch_size=8),
+        mix_demos=8, value_training=ValueSettings(max_steps=2, batch_size=8))
+    return config, flywheel(config)
+
+
+def test_table_has_every_method_and_iteration(flywheel_run):
+    _, table = flywheel_run
+    assert {(r["iteration"], r["method"]) for r in table} == {
+        (i, m) for i in (0, 1) for m in ("greedy", "self_consistency", "mcts_alpha")}
+    for r in table:
+        assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 4
+    mcts = [r for r in table if r["method"] == "mcts_alpha"]
+    assert all(r["value_states_per_problem"] > 0 for r in mcts)
+
+
+def test_trees_are_in_duckdb(flywheel_run):
+    config, _ = flywheel_run
+    path = config.paths["store"]
+    _, rows = store.query(path, "SELECT stage, iteration, method, count(*) FROM trees GROUP BY ALL ORDER BY ALL")
+    assert rows == [("bootstrap", 0, "self_consistency", 6), ("eval", 0, "greedy", 4),
+                    ("eval", 0, "mcts_alpha", 4), ("eval", 0, "self_consistency", 4), ("eval", 1, "greedy", 4),
+                    ("eval", 1, "mcts_alpha", 4), ("eval", 1, "self_consistency", 4),
+                    ("search", 1, "mcts_alpha", 6)]
+    # every tree has exactly one root, and node rows match what the trees say they generated
+    _, bad = store.query(path, "SELECT t.tree_id FROM trees t JOIN nodes n USING (tree_id) GROUP BY t.tree_id "
+                               "HAVING count(*) FILTER (WHERE n.parent_id = -1) <> 1")
+    assert bad == []
+    _, mcts = store.query(path, "SELECT sum(n.visits) FILTER (WHERE n.node_id = 0) FROM nodes n JOIN trees t "
+                                "USING (tree_id) WHERE t.method = 'mcts_alpha'")
+    assert mcts[0][0] > 0
+    _, evals = store.query(path, "SELECT count(*) FROM evaluations WHERE run_id = 't1'")
+    assert evals == [(6,)]
+
+
+def test_mlflow_has_the_iteration_runs_with_metrics(flywheel_run):
+    config, table = flywheel_run
+    mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
+    runs = mlflow.search_runs(experiment_names=["treeflow"], output_format="list")
+    names = sorted(r.info.run_name for r in runs)
+    assert names == ["t1", "t1/iteration-0", "t1/iteration-1"]
+    it1 = next(r for r in runs if r.info.run_name == "t1/iteration-1")
+    expected = next(r["accuracy"] for r in table if r["iteration"] == 1 and r["method"] == "mcts_alpha")
+    assert it1.data.metrics["mcts_alpha/accuracy"] == pytest.approx(expected)
+    assert "value/train_loss" in it1.data.metrics and it1.data.params["trace_snapshot"] == "t1@1"
+
+
+def test_model_directories_are_written(flywheel_run):
+    config, _ = flywheel_run
+    models = config.paths["models"] / "t1"
+    for name in ("policy-it1", "value-it1"):
+        assert (models / name / "config.json").is_file()
+        assert (models / name / "tokenizer.json").is_file()
+    from models.value import TransformersValue
+
+    scores = TransformersValue(str(models / "value-it1")).score(["Q: 1 +2 *3 -4\n"])
+    assert len(scores) == 1

@@ -1,0 +1,84 @@
+"""The transformers policy on the tiny model: KV-cache reuse, batching, step boundaries."""
+
+import pytest
+import torch
+
+from models.errors import ModelDirError
+from models.hf_policy import TransformersPolicy
+from problems.arithmetic import generate
+
+PROMPTS = [p.prompt for p in generate(5, split="test")] + ["Q: 5 +3 *2 -1\n5+3=8\n"]
+
+
+def test_tokenizer_round_trips_and_splits_digits(tiny_policy_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    text = "Q: 37 +12 *3\n37+12=49\nThe answer is 147\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert tok.convert_ids_to_tokens(ids)[3:6] == ["3", "7", " "]
+
+
+def test_cache_reuse_gives_the_same_tokens_as_recomputing(tiny_policy_dir):
+    reuse = TransformersPolicy.from_pretrained(str(tiny_policy_dir), reuse_prefix_cache=True)
+    recompute = TransformersPolicy.from_pretrained(str(tiny_policy_dir), reuse_prefix_cache=False)
+    a = reuse.propose_steps(PROMPTS, 3, temperature=0.0)
+    b = recompute.propose_steps(PROMPTS, 3, temperature=0.0)
+    assert [[c.text for c in row] for row in a] == [[c.text for c in row] for row in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert [c.logprob for c in ra] == pytest.approx([c.logprob for c in rb], abs=1e-4)
+    # the point of reuse: each prefix is prefilled once instead of k times
+    assert recompute.stats.prefill_tokens == 3 * reuse.stats.prefill_tokens
+
+
+def test_sampled_children_reuse_the_cache_and_match_recompute_with_the_same_seed(tiny_policy_dir):
+    reuse = TransformersPolicy.from_pretrained(str(tiny_policy_dir), seed=7)
+    recompute = TransformersPolicy.from_pretrained(str(tiny_policy_dir), seed=7, reuse_prefix_cache=False)
+    a = reuse.propose_steps(PROMPTS, 4, temperature=0.7)
+    b = recompute.propose_steps(PROMPTS, 4, temperature=0.7)
+    assert [[c.text for c in row] for row in a] == [[c.text for c in row] for row in b]
+
+
+def test_batching_across_prefixes_matches_one_at_a_time(tiny_policy_dir):
+    batched = TransformersPolicy.from_pretrained(str(tiny_policy_dir))
+    single = TransformersPolicy.from_pretrained(str(tiny_policy_dir))
+    together = batched.propose_steps(PROMPTS, 2, temperature=0.0)
+    alone = [single.propose_steps([p], 2, temperature=0.0)[0] for p in PROMPTS]
+    assert [[c.text for c in r] for r in together] == [[c.text for c in r] for r in alone]
+
+
+def test_steps_stop_at_a_newline_and_count_tokens(tiny_policy_dir):
+    policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), max_step_tokens=12)
+    out = policy.propose_steps(PROMPTS, 4)
+    total = 0
+    for row in out:
+        assert len(row) == 4
+        for c in row:
+            assert "\n" not in c.text[:-1]  # at most one newline, at the end
+            assert 1 <= c.tokens <= 12 and c.logprob <= 0
+            total += c.tokens
+    assert policy.stats.generated_tokens == total
+
+
+def test_any_hf_causal_lm_directory_works(tmp_path, tiny_policy_dir):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=128, pad_token_id=tok.pad_token_id))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    reuse = TransformersPolicy.from_pretrained(str(tmp_path), max_step_tokens=6)
+    recompute = TransformersPolicy.from_pretrained(str(tmp_path), max_step_tokens=6, reuse_prefix_cache=False)
+    assert [[c.text for c in r] for r in reuse.propose_steps(PROMPTS, 2, temperature=0.0)] == \
+        [[c.text for c in r] for r in recompute.propose_steps(PROMPTS, 2, temperature=0.0)]
+
+
+def test_missing_model_directory_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelDirError, match="model directory not found"):
+        TransformersPolicy.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(ModelDirError, match="no config.json"):
+        TransformersPolicy.from_pretrained(str(tmp_path))

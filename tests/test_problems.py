@@ -1,0 +1,74 @@
+import json
+import random
+
+import pytest
+
+from problems import DatasetError, arithmetic, gsm8k, load_problems, select_problems
+from problems.steps import final_answer, is_final
+
+
+def test_gsm8k_official_files_load():
+    train, test = load_problems("gsm8k", "train"), load_problems("gsm8k", "test")
+    assert (len(train), len(test)) == (7473, 1319)
+    first = test[0]
+    assert first.answer == "18" and first.check("18") and first.check("$18.00") and not first.check("17")
+    assert first.prompt.startswith("Question: Janet")
+
+
+def test_gsm8k_answers_compare_numerically():
+    problem = load_problems("gsm8k", "test", n=1)[0]
+    assert problem.canonical("1,000") == problem.canonical("1000.0") == "1000"
+    assert not problem.check("eighteen")
+
+
+def _write(tmp_path, rows):
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows,pattern", [
+    ([{"question": "q", "answer": "x #### 3"}, {"question": "q", "answer": "so #### three"}],
+     r"test\.jsonl:2: field 'answer': gold answer 'three'"),
+    ([{"question": "q", "answer": "no marker 3"}], r"test\.jsonl:1: field 'answer' has no '####'"),
+    ([{"answer": "#### 3"}], r"test\.jsonl:1: field 'question' is missing"),
+    (["{not json"], r"test\.jsonl:1: not valid JSON"),
+])
+def test_gsm8k_malformed_rows_are_named(tmp_path, rows, pattern):
+    _write(tmp_path, rows)
+    with pytest.raises(DatasetError, match=pattern):
+        gsm8k.load("test", source=str(tmp_path))
+
+
+def test_gsm8k_rationale_becomes_steps():
+    problem = load_problems("gsm8k", "test", n=1)[0]
+    raw = json.loads(open(gsm8k.DEFAULT_DIR / "test.jsonl").readline())["answer"]
+    steps = gsm8k.solution_steps(problem, raw)
+    assert "<<" not in "".join(steps)
+    assert final_answer(steps[-1]) == "18" and all(s.endswith("\n") for s in steps)
+
+
+def test_arithmetic_is_seeded_and_exact():
+    a = arithmetic.generate(50, split="test")
+    assert a == arithmetic.generate(50, split="test")
+    assert a != arithmetic.generate(50, split="train")
+    for p in a:
+        steps = arithmetic.solution_steps(p)
+        assert p.check(final_answer(steps[-1]))
+        assert len(steps) == 4 and all(not is_final(s) for s in steps[:-1])
+        values = [int(s.split("=")[1].split()[0]) for s in steps[:-1]]
+        assert all(0 <= v <= 99 for v in values)
+
+
+def test_arithmetic_noise_makes_wrong_demonstrations():
+    problems = arithmetic.generate(200, split="demo")
+    rng = random.Random(0)
+    wrong = sum(not p.check(final_answer(arithmetic.solution_steps(p, rng=rng, error_rate=0.3)[-1]))
+                for p in problems)
+    assert 30 <= wrong <= 90  # about 30 % (an error can occasionally cancel out)
+
+
+def test_select_problems_wraps_fixed_datasets_and_extends_generators():
+    assert [p.id for p in select_problems("game24", "test", 361, 2)] == ["game24-1362", "game24-1001"]
+    tail = select_problems("arithmetic", "train", 10, 5)
+    assert tail == arithmetic.generate(15, split="train")[10:]

@@ -1,0 +1,49 @@
+"""Greedy and Self-Consistency on a scripted policy, and the aggregation rules."""
+
+from models.fakes import ScriptedPolicy
+from search import SamplingConfig, greedy, self_consistency
+from search.aggregate import majority_vote
+
+P = "Q\n"
+# Four samples: two say 7, one says 5 through another route, one says 5 directly.
+SCRIPT = {
+    P: [("x\n", -0.1), ("y\n", -0.1), ("x\n", -0.1), ("The answer is 5\n", -0.1)],
+    P + "x\n": [("The answer is 7\n", -0.2)],
+    P + "y\n": [("The answer is 5\n", -0.2)],
+}
+
+
+def test_majority_vote_ties_and_keys():
+    assert majority_vote(["3", "4", "4", "3"]) == "3"  # a tie goes to the answer seen first
+    assert majority_vote([None, "4", None]) == "4"
+    assert majority_vote([None, None]) is None
+    assert majority_vote(["07", "7", "8"], key=lambda a: str(int(a))) == "07"
+
+
+def test_self_consistency_votes_over_a_trie_of_samples():
+    policy = ScriptedPolicy(SCRIPT)
+    [r] = self_consistency([P], SamplingConfig(n=4), propose=policy.propose_steps)
+    tree = r.tree
+    assert r.answer == "7"  # 7 (twice via x) vs 5 (once via y, once direct): both twice -> first seen wins
+    assert tree.children[0] == [1, 3, 5]  # x, y, direct answer: the two x samples share a node
+    assert tree.visits[1] == 2
+    assert r.generated_tokens == 4 * 5 + 3 * 5
+    assert tree.text[r.chosen[-1]] == "The answer is 7\n"
+
+
+def test_self_consistency_budget_keeps_the_first_samples():
+    policy = ScriptedPolicy(SCRIPT)
+    [r] = self_consistency([P], SamplingConfig(n=4, token_budget=20), propose=policy.propose_steps)
+    assert r.generated_tokens == 20 and r.tree.visits[0] == 2  # two 10-token samples fit
+
+
+def test_greedy_asks_for_temperature_zero():
+    seen = []
+
+    class Recorder(ScriptedPolicy):
+        def propose_steps(self, prefixes, k, *, temperature=None):
+            seen.append((k, temperature))
+            return super().propose_steps(prefixes, k, temperature=temperature)
+
+    [r] = greedy([P], SamplingConfig(), propose=Recorder(SCRIPT).propose_steps)
+    assert r.answer == "7" and set(seen) == {(1, 0.0)}
