@@ -57,7 +57,7 @@ class EvaluationSettings(_Strict):
     methods: list[Literal["greedy", "self_consistency", "mcts_alpha"]] = ["greedy", "self_consistency",
                                                                           "mcts_alpha"]
     token_budget: int = Field(400, ge=1)
-    max_samples: int = Field(32, ge=1, description="Self-Consistency pool size (truncated to the budget)")
+    max_samples: int = Field(8, ge=1, description="Self-Consistency pool size (truncated to the budget)")
 
 
 class FlywheelConfig(_Strict):
@@ -77,7 +77,7 @@ class FlywheelConfig(_Strict):
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")
-    value_training: ValueSettings = ValueSettings()
+    value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
 
     @property
     def paths(self) -> dict[str, Path]:

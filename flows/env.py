@@ -5,6 +5,7 @@ Existing variables win, so a team pointing treeflow at its own Prefect / MLflow 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ DEFAULTS = {
     "TRANSFORMERS_VERBOSITY": "error",
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 
 
@@ -27,6 +29,7 @@ def configure(workdir: str | Path | None = None) -> None:
     """Set the defaults above, and PREFECT_HOME under the work directory unless already set."""
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
     if workdir is not None:
         os.environ.setdefault("PREFECT_HOME", str(Path(workdir).resolve() / ".prefect"))
     if "PREFECT_HOME" in os.environ:

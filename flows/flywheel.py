@@ -29,13 +29,15 @@ from tasks.train import fit_value_task, sft_policy_task
 def bootstrap_policy_task(config: FlywheelConfig) -> str:
     """The policy to start from: the configured directory, or the tiny model (trained once, cached)."""
     from models.errors import resolve_model
-    from models.tiny import bootstrap
+    from models.tiny import bootstrap, cached
     from models.training import planned_steps
     from tasks.progress import bar
 
     if config.policy.path is not None:
         return resolve_model(config.policy.path)
     recipe = config.tiny
+    if (hit := cached(recipe, config.paths["cache"])) is not None:
+        return str(hit)
     with bar("bootstrap tiny policy", planned_steps(recipe.sft, recipe.n_demos)) as update:
         return str(bootstrap(recipe, config.paths["cache"], progress=lambda s, _: update(s)))
 
@@ -103,7 +105,7 @@ def flywheel(config: FlywheelConfig) -> list[dict]:
     run_id = config.run_id or f"flywheel-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     store_path = str(paths["store"])
     record_run_task(store_path, run_id, "flywheel", config.model_dump(mode="json"))
-    experiment = tracking.setup(f"sqlite:///{paths['mlflow'].resolve()}", paths["artifacts"])
+    experiment = tracking.setup(tracking.tracking_uri(paths["mlflow"]), paths["artifacts"])
 
     policy = bootstrap_policy_task(config)
     value = _bootstrap_value(config, run_id, policy)

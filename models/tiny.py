@@ -28,11 +28,11 @@ class TinyRecipe:
     n_embd: int = 128
     n_head: int = 4
     n_positions: int = 128
-    n_demos: int = 20000
-    error_rate: float = 0.25
+    n_demos: int = 50000
+    error_rate: float = 0.2
     task: ArithmeticConfig = field(default_factory=ArithmeticConfig)
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(
-        epochs=1.0, learning_rate=2e-3, batch_size=64, warmup_steps=0.02, max_length=64))
+        epochs=1.0, learning_rate=2e-3, batch_size=64, warmup_steps=0.02, max_length=128))
     seed: int = 0
 
     def digest(self) -> str:
@@ -66,10 +66,16 @@ def build(recipe: TinyRecipe, texts: list[str]):
     return GPT2LMHeadModel(config), tokenizer
 
 
+def cached(recipe: TinyRecipe, cache_dir: str | Path) -> Path | None:
+    """The cached policy directory for `recipe`, if it was bootstrapped before."""
+    out = Path(cache_dir) / f"tiny-{recipe.digest()}" / "policy"
+    return out if (out / "config.json").is_file() else None
+
+
 def bootstrap(recipe: TinyRecipe, cache_dir: str | Path, *, progress=None) -> Path:
     """The bootstrapped policy directory for `recipe`, trained once and then reused from the cache."""
     out = Path(cache_dir) / f"tiny-{recipe.digest()}" / "policy"
-    if (out / "config.json").is_file():
+    if cached(recipe, cache_dir) is not None:
         return out
     rows = demonstrations(recipe)
     model, tokenizer = build(recipe, [r["prompt"] + r["completion"] for r in rows])

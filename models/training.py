@@ -49,7 +49,7 @@ def _common_args(settings, out: str, n_rows: int) -> dict:
     return dict(
         output_dir=out, num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
-        seed=settings.seed, use_cpu=True, bf16=False, gradient_checkpointing=False,
+        seed=settings.seed, use_cpu=True, bf16=False, activation_checkpointing=False,
         report_to=[], save_strategy="no", logging_steps=max(1, planned_steps(settings, n_rows) // 20),
         disable_tqdm=True, dataloader_num_workers=0,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.policy import Candidate
+from problems.steps import is_final
 from search.aggregate import majority_vote
 from search.tree import SearchResult, Tree
 from search.types import Canonical, Evaluate, Propose
@@ -47,8 +48,6 @@ def sample_paths(prompts: list[str], *, propose: Propose, n: int, temperature: f
 
 
 def _continues(c: Candidate) -> bool:
-    from problems.steps import is_final
-
     return bool(c.text.strip()) and not is_final(c.text)
 
 

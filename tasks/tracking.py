@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXPERIMENT = "treeflow"
+
+
+def tracking_uri(default_sqlite: Path) -> str:
+    """$MLFLOW_TRACKING_URI when set (a team's server), else a SQLite file in the work directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_sqlite.resolve()}"
 
 
 def setup(tracking_uri: str | None, artifacts: Path) -> str:

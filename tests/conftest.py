@@ -34,7 +34,7 @@ def tiny_recipe():
     from models.training import SFTSettings
 
     return TinyRecipe(n_demos=512, sft=SFTSettings(epochs=1, max_steps=24, learning_rate=3e-3, batch_size=32,
-                                                   max_length=64))
+                                                   max_length=128))
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_gsm8k_malformed_rows_are_named(tmp_path, rows, pattern):
 
 def test_gsm8k_rationale_becomes_steps():
     problem = load_problems("gsm8k", "test", n=1)[0]
-    raw = json.loads(open(gsm8k.DEFAULT_DIR / "test.jsonl").readline())["answer"]
+    raw = json.loads((gsm8k.DEFAULT_DIR / "test.jsonl").read_text().splitlines()[0])["answer"]
     steps = gsm8k.solution_steps(problem, raw)
     assert "<<" not in "".join(steps)
     assert final_answer(steps[-1]) == "18" and all(s.endswith("\n") for s in steps)

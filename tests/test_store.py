@@ -34,9 +34,11 @@ def _shard(tmp_path, name="s1"):
     script = {problem.prompt: [("a\n", -0.1), ("b\n", -0.2), ("a\n", -0.1)],
               problem.prompt + "a\n": [(f"The answer is {gold}\n", -0.1)],
               problem.prompt + "b\n": [(f"The answer is {gold + 1}\n", -0.1)]}
-    [result] = self_consistency([problem.prompt], SamplingConfig(n=3), propose=ScriptedPolicy(script).propose_steps)
-    tree, nodes = result_rows(result, problem, tree_id=f"run/0/eval/sc/{problem.id}", run_id="run", iteration=0,
-                              stage="search", split="test", method="self_consistency", policy="p", value_model=None)
+    propose = ScriptedPolicy(script).propose_steps
+    [result] = self_consistency([problem.prompt], SamplingConfig(n=3), propose=propose)
+    tree, nodes = result_rows(result, problem, tree_id=f"run/0/eval/sc/{problem.id}", run_id="run",
+                              iteration=0, stage="search", split="test", method="self_consistency", policy="p",
+                              value_model=None)
     return store.write_shard(tmp_path / name, trees=[tree], nodes=nodes, problems=[problem_row(problem)]), problem
 
 
@@ -59,7 +61,8 @@ def test_views_on_a_hand_made_tree(tmp_path):
         sft = con.execute("SELECT prompt, completion FROM sft_traces").fetchall()
         assert sft == [(problem.prompt, f"a\nThe answer is {problem.answer}\n")]
         states = dict(con.execute("SELECT node_id, state FROM node_states").fetchall())
-        assert states[0] == problem.prompt and states[4] == problem.prompt + f"b\nThe answer is {int(problem.answer) + 1}\n"
+        assert states[0] == problem.prompt
+        assert states[4] == problem.prompt + f"b\nThe answer is {int(problem.answer) + 1}\n"
         correct = con.execute("SELECT node_id, correct FROM nodes WHERE terminal ORDER BY 1").fetchall()
         assert correct == [(2, True), (4, False)]
 
@@ -68,8 +71,9 @@ def test_a_shard_with_a_wrong_schema_is_rejected_and_changes_nothing(tmp_path):
     good, _ = _shard(tmp_path, "good")
     bad, _ = _shard(tmp_path, "bad")
     table = pq.read_table(bad / "nodes.parquet")
-    pq.write_table(table.set_column(table.schema.get_field_index("visits"), "visits",
-                                    pa.array([str(v) for v in table["visits"].to_pylist()])), bad / "nodes.parquet")
+    as_text = pa.array([str(v) for v in table["visits"].to_pylist()])
+    pq.write_table(table.set_column(table.schema.get_field_index("visits"), "visits", as_text),
+                   bad / "nodes.parquet")
     with store.connect(tmp_path / "s.duckdb") as con:
         with pytest.raises(store.ShardError, match=r"nodes\.parquet: column 'visits' has type string"):
             store.ingest(con, [good, bad])
