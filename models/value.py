@@ -21,7 +21,9 @@ class TransformersValue:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.truncation_side = "left"
         self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-        self.batch_size, self.max_length = batch_size, max_length
+        limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", max_length)
+        self.batch_size, self.max_length = batch_size, min(max_length, limit)
         self.scored_tokens = 0
         self.calls = 0
 
