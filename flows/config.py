@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.tiny import TinyRecipe
 from models.training import SFTSettings, ValueSettings
+from search.bfs_v import BFSVConfig
 from search.mcts_alpha import MCTSAlphaConfig
 
 
@@ -54,8 +55,8 @@ class ValueBootstrap(_Strict):
 class EvaluationSettings(_Strict):
     """Every method runs on the same test problems with the same per-problem generated-token budget."""
 
-    methods: list[Literal["greedy", "self_consistency", "mcts_alpha"]] = ["greedy", "self_consistency",
-                                                                          "mcts_alpha"]
+    methods: list[Literal["greedy", "self_consistency", "mcts_alpha", "bfs_v"]] = [
+        "greedy", "self_consistency", "mcts_alpha"]
     token_budget: int = Field(400, ge=1)
     max_samples: int = Field(8, ge=1, description="Self-Consistency pool size (truncated to the budget)")
 
@@ -74,6 +75,7 @@ class FlywheelConfig(_Strict):
     tiny: TinyRecipe = TinyRecipe()
     value: ValueBootstrap = ValueBootstrap()
     search: MCTSAlphaConfig = MCTSAlphaConfig()
+    bfs_v: BFSVConfig = BFSVConfig()
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")

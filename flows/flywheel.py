@@ -81,6 +81,7 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
         "self_consistency": SamplingConfig(n=config.evaluation.max_samples, max_depth=config.search.max_depth,
                                            token_budget=budget),
         "mcts_alpha": replace(config.search, token_budget=budget),
+        "bfs_v": replace(config.bfs_v, token_budget=budget),
     }
     rows = []
     for method in config.evaluation.methods:

@@ -4,6 +4,7 @@ Every method has one signature: `fn(prompts, config, *, propose, evaluate, canon
 `SearchResult` per prompt. `METHODS` maps a method's name to (function, config class).
 """
 
+from search.bfs_v import BFSVConfig, bfs_v
 from search.mcts_alpha import MCTSAlphaConfig, mcts_alpha
 from search.sampling import SamplingConfig, greedy, self_consistency
 from search.tree import SearchResult, Tree
@@ -12,7 +13,8 @@ METHODS = {
     "greedy": (greedy, SamplingConfig),
     "self_consistency": (self_consistency, SamplingConfig),
     "mcts_alpha": (mcts_alpha, MCTSAlphaConfig),
+    "bfs_v": (bfs_v, BFSVConfig),
 }
 
-__all__ = ["METHODS", "MCTSAlphaConfig", "SamplingConfig", "SearchResult", "Tree", "greedy", "mcts_alpha",
-           "self_consistency"]
+__all__ = ["METHODS", "BFSVConfig", "MCTSAlphaConfig", "SamplingConfig", "SearchResult", "Tree", "bfs_v",
+           "greedy", "mcts_alpha", "self_consistency"]

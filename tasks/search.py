@@ -14,6 +14,9 @@ from storage.store import write_shard
 from storage.traces import problem_row, result_rows
 from tasks.progress import bar
 
+#: methods that call the value model
+VALUE_GUIDED = {"mcts_alpha", "bfs_v"}
+
 
 def run_search(*, task_name: str, task_options: dict, split: str, start: int, count: int, method: str,
                method_config, policy_path: str, value_path: str | None, temperature: float,
@@ -29,7 +32,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     problems = select_problems(task_name, split, start, count, task_options)
     policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
                                                 max_step_tokens=max_step_tokens, max_batch_rows=max_batch_rows)
-    value = TransformersValue(value_path) if value_path and method == "mcts_alpha" else None
+    value = TransformersValue(value_path) if value_path and method in VALUE_GUIDED else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)

@@ -47,3 +47,25 @@ def test_greedy_asks_for_temperature_zero():
 
     [r] = greedy([P], SamplingConfig(), propose=Recorder(SCRIPT).propose_steps)
     assert r.answer == "7" and set(seen) == {(1, 0.0)}
+
+
+def test_orm_max_and_orm_vote():
+    from search.aggregate import orm_max, orm_vote
+
+    answers, scores = ["3", "4", "4", None], [0.9, 0.5, 0.6, 5.0]
+    assert orm_max(answers, scores) == "3"  # the single best-scored solution
+    assert orm_vote(answers, scores) == "4"  # 0.5 + 0.6 > 0.9
+    assert orm_max(["1", "2"], [0.5, 0.5]) == "1" and orm_vote(["1", "2"], [0.5, 0.5]) == "1"  # ties: first
+    assert orm_max([None], [1.0]) is None and orm_vote([], []) is None
+
+
+def test_step_score_aggregation():
+    import pytest
+
+    from search.aggregate import step_score
+
+    assert step_score([0.9, 0.5, 0.8], "last") == 0.8
+    assert step_score([0.9, 0.5, 0.8], "min") == 0.5
+    assert step_score([0.5, 0.5], "prod") == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="unknown step aggregation"):
+        step_score([0.5], "mean")
