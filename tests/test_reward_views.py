@@ -1,0 +1,79 @@
+"""Reward-inference views against an independent Python computation on random trees (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage import store
+
+
+@st.composite
+def forests(draw):
+    """A few random trees: (parents, terminal, correct) per tree; single-node trees and all-wrong ones too."""
+    trees = []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(1, 25))
+        rng = random.Random(draw(st.integers(0, 10**6)))
+        parents = [-1] + [rng.randrange(i) for i in range(1, n)]
+        has_child = {p for p in parents if p >= 0}
+        terminal = [i not in has_child and (i > 0 or n == 1) and rng.random() < 0.9 for i in range(n)]
+        p_correct = draw(st.sampled_from([0.0, 0.3, 1.0]))
+        correct = [t and rng.random() < p_correct for t in terminal]
+        trees.append((parents, terminal, correct))
+    return trees
+
+
+def _expected(parents, terminal, correct):
+    """Per node: the correctness of every terminal leaf at or below it."""
+    below = defaultdict(list)
+    for leaf, is_terminal in enumerate(terminal):
+        if not is_terminal:
+            continue
+        node = leaf
+        while node != -1:
+            below[node].append(correct[leaf])
+            node = parents[node]
+    return below
+
+
+@pytest.fixture(scope="module")
+def con(tmp_path_factory):
+    c = store.connect(tmp_path_factory.mktemp("views") / "s.duckdb")
+    yield c
+    c.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests())
+def test_mc_targets_and_math_shepherd_match_python(con, trees):
+    con.execute("DELETE FROM nodes")
+    rows = []
+    for t, (parents, terminal, correct) in enumerate(trees):
+        depth = [0] * len(parents)
+        for i in range(1, len(parents)):
+            depth[i] = depth[parents[i]] + 1
+        rows += [(f"t{t}", i, parents[i], depth[i], "", 0, 0.0, 0, terminal[i],
+                  correct[i] if terminal[i] else None) for i in range(len(parents))]
+    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
+                    "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    labels = con.execute("SELECT tree_id, node_id, soft_label, hard_label, leaves FROM math_shepherd").fetchall()
+    shepherd = {(t, n): (soft, hard, leaves) for t, n, soft, hard, leaves in labels}
+    mc = defaultdict(list)
+    for t, n, target in con.execute("SELECT tree_id, node_id, target FROM mc_targets").fetchall():
+        mc[(t, n)].append(target)
+
+    expected_shepherd, expected_mc = {}, {}
+    for t, tree in enumerate(trees):
+        for node, outcomes in _expected(*tree).items():
+            expected_shepherd[(f"t{t}", node)] = (sum(outcomes) / len(outcomes), any(outcomes), len(outcomes))
+            if node != 0:
+                expected_mc[(f"t{t}", node)] = sorted(1.0 if c else -1.0 for c in outcomes)
+    assert shepherd.keys() == expected_shepherd.keys()
+    for key, (soft, hard, leaves) in expected_shepherd.items():
+        assert shepherd[key][0] == pytest.approx(soft) and shepherd[key][1:] == (hard, leaves)
+    assert {k: sorted(v) for k, v in mc.items()} == expected_mc
