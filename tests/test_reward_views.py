@@ -77,3 +77,56 @@ def test_mc_targets_and_math_shepherd_match_python(con, trees):
     for key, (soft, hard, leaves) in expected_shepherd.items():
         assert shepherd[key][0] == pytest.approx(soft) and shepherd[key][1:] == (hard, leaves)
     assert {k: sorted(v) for k, v in mc.items()} == expected_mc
+
+
+def _rest_mcts(parents, terminal, correct):
+    """ReST-MCTS* v_k, written from the paper's definition (an independent implementation)."""
+    n = len(parents)
+    depth = [0] * n
+    for i in range(1, n):
+        depth[i] = depth[parents[i]] + 1
+    own = {}
+    for leaf in range(n):
+        if terminal[leaf] and correct[leaf]:
+            node = leaf
+            while node != -1:
+                own[node] = min(own.get(node, 10**9), depth[leaf] - depth[node])
+                node = parents[node]
+    if 0 not in own:
+        return {}
+    values = {0: (own[0], 0.0)}
+    for node in range(1, n):  # parents precede children in these trees
+        m_parent, v_parent = values[parents[node]]
+        m, r = (own[node], 0) if node in own else (m_parent, 1)
+        values[node] = (m, max(v_parent + (1 - v_parent) / (m + 1) * (1 - 2 * r), 0.0))
+    return values
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests())
+def test_rest_mcts_values_match_python(con, trees):
+    con.execute("DELETE FROM nodes")
+    for t, (parents, terminal, correct) in enumerate(trees):
+        depth = [0] * len(parents)
+        for i in range(1, len(parents)):
+            depth[i] = depth[parents[i]] + 1
+        con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, "
+                        "tokens, terminal, correct) VALUES (?, ?, ?, ?, '', 0, 0, 0, ?, ?)",
+                        [(f"t{t}", i, parents[i], depth[i], terminal[i], correct[i] if terminal[i] else None)
+                         for i in range(len(parents))])
+    got = {(t, n): (m, v) for t, n, m, v in con.execute(
+        "SELECT tree_id, node_id, reasoning_distance, quality_value FROM rest_mcts_values").fetchall()}
+    expected = {(f"t{t}", node): mv for t, tree in enumerate(trees) for node, mv in _rest_mcts(*tree).items()}
+    assert got.keys() == expected.keys()
+    for key, (m, v) in expected.items():
+        assert got[key][0] == m and got[key][1] == pytest.approx(v)
+
+
+@pytest.mark.parametrize("k_steps", [1, 2, 3, 7])
+def test_rest_mcts_correct_path_gets_k_over_K(con, k_steps):
+    con.execute("DELETE FROM nodes")
+    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
+                    "terminal, correct) VALUES ('p', ?, ?, ?, '', 0, 0, 0, ?, ?)",
+                    [(i, i - 1, i, i == k_steps, True if i == k_steps else None) for i in range(k_steps + 1)])
+    values = dict(con.execute("SELECT node_id, quality_value FROM rest_mcts_values").fetchall())
+    assert [values[k] for k in range(k_steps + 1)] == pytest.approx([k / k_steps for k in range(k_steps + 1)])
