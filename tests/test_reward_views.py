@@ -130,3 +130,54 @@ def test_rest_mcts_correct_path_gets_k_over_K(con, k_steps):
                     [(i, i - 1, i, i == k_steps, True if i == k_steps else None) for i in range(k_steps + 1)])
     values = dict(con.execute("SELECT node_id, quality_value FROM rest_mcts_values").fetchall())
     assert [values[k] for k in range(k_steps + 1)] == pytest.approx([k / k_steps for k in range(k_steps + 1)])
+
+
+def _td_lambda(parents, terminal, correct, values, lam):
+    """Per (node, leaf): the TD(lambda) target from the definition, via advantages along the path."""
+    out = defaultdict(list)
+    for leaf in range(1, len(parents)):
+        if not terminal[leaf]:
+            continue
+        path = [leaf]
+        while parents[path[-1]] > 0:
+            path.append(parents[path[-1]])
+        path.reverse()  # s_1 .. s_T (the root prompt is not a step)
+        reward = 1.0 if correct[leaf] else -1.0
+        advantage = reward - values[path[-1]]  # delta_T: the final reward, no state after the terminal
+        out[path[-1]].append(advantage + values[path[-1]])
+        for t in range(len(path) - 2, -1, -1):
+            delta = values[path[t + 1]] - values[path[t]]
+            advantage = delta + lam * advantage
+            out[path[t]].append(advantage + values[path[t]])
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(trees=forests(), seed=st.integers(0, 1000))
+def test_td_lambda_matches_python(con, lam, trees, seed):
+    rng = random.Random(seed)
+    con.execute("DELETE FROM nodes")
+    expected = {}
+    for t, (parents, terminal, correct) in enumerate(trees):
+        values = [round(rng.uniform(-1, 1), 3) for _ in parents]
+        depth = [0] * len(parents)
+        for i in range(1, len(parents)):
+            depth[i] = depth[parents[i]] + 1
+        con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, value, visits, "
+                        "value_sum, tokens, terminal, correct) VALUES (?, ?, ?, ?, '', ?, 0, 0, 0, ?, ?)",
+                        [(f"t{t}", i, parents[i], depth[i], values[i], terminal[i],
+                          correct[i] if terminal[i] else None) for i in range(len(parents))])
+        for node, targets in _td_lambda(parents, terminal, correct, values, lam).items():
+            expected[(f"t{t}", node)] = sorted(targets)
+    got = defaultdict(list)
+    for t, n, target in con.execute("SELECT tree_id, node_id, target FROM td_lambda_targets(?)", [lam]).fetchall():
+        got[(t, n)].append(target)
+    assert got.keys() == expected.keys()
+    for key, targets in expected.items():
+        assert sorted(got[key]) == pytest.approx(targets)
+    if lam == 1.0:  # lambda = 1 is Monte Carlo
+        mc = sorted(con.execute("SELECT tree_id, node_id, leaf_id, target FROM mc_targets").fetchall())
+        td = sorted(con.execute("SELECT tree_id, node_id, leaf_id, target FROM td_lambda_targets(1.0)").fetchall())
+        assert [r[:3] for r in td] == [r[:3] for r in mc]
+        assert [r[3] for r in td] == pytest.approx([r[3] for r in mc])
