@@ -181,3 +181,22 @@ def test_td_lambda_matches_python(con, lam, trees, seed):
         td = sorted(con.execute("SELECT tree_id, node_id, leaf_id, target FROM td_lambda_targets(1.0)").fetchall())
         assert [r[:3] for r in td] == [r[:3] for r in mc]
         assert [r[3] for r in td] == pytest.approx([r[3] for r in mc])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests())
+def test_preference_pairs_match_python(con, trees):
+    con.execute("DELETE FROM nodes")
+    expected = set()
+    for t, (parents, terminal, correct) in enumerate(trees):
+        con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, "
+                        "tokens, terminal, correct) VALUES (?, ?, ?, 0, '', 0, 0, 0, ?, ?)",
+                        [(f"t{t}", i, parents[i], terminal[i], correct[i] if terminal[i] else None)
+                         for i in range(len(parents))])
+        below = _expected(parents, terminal, correct)
+        for a in below:
+            for b in below:
+                if a != b and a > 0 and parents[a] == parents[b] and any(below[a]) and not any(below[b]):
+                    expected.add((f"t{t}", parents[a], a, b))
+    got = set(con.execute("SELECT tree_id, parent_id, chosen_id, rejected_id FROM preference_pairs").fetchall())
+    assert got == expected
