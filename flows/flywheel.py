@@ -127,7 +127,8 @@ def flywheel(config: FlywheelConfig) -> list[dict]:
                     tracking.log_metrics(it_run.info.run_id, {
                         f"{row['method']}/accuracy": row["accuracy"],
                         f"{row['method']}/tokens_per_problem": row["tokens_per_problem"],
-                        f"{row['method']}/value_states_per_problem": row["value_states_per_problem"]})
+                        f"{row['method']}/value_states_per_problem": row["value_states_per_problem"],
+                        f"{row['method']}/value_auc": row["value_auc"]})
                     tracking.log_metrics(parent.info.run_id, {f"{row['method']}/accuracy": row["accuracy"]},
                                          step=iteration)
     return table

@@ -33,6 +33,7 @@ def test_table_has_every_method_and_iteration(flywheel_run):
     for r in table:
         assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 4
         assert (r["value_states_per_problem"] > 0) == (r["method"] in ("mcts_alpha", "bfs_v"))
+        assert r["value_auc"] is None or 0 <= r["value_auc"] <= 1
 
 
 def test_trees_are_in_duckdb(flywheel_run):

@@ -69,3 +69,13 @@ def test_step_score_aggregation():
     assert step_score([0.5, 0.5], "prod") == pytest.approx(0.25)
     with pytest.raises(ValueError, match="unknown step aggregation"):
         step_score([0.5], "mean")
+
+
+def test_roc_auc_by_hand():
+    import pytest
+
+    from models.metrics import roc_auc
+
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == pytest.approx(0.75)
+    assert roc_auc([0.5, 0.5], [True, False]) == pytest.approx(0.5)  # ties count half
+    assert roc_auc([1.0, 2.0], [True, True]) is None

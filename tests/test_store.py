@@ -20,7 +20,10 @@ def test_migrations_on_a_blank_file(tmp_path):
                                       "table_name = 'nodes' ORDER BY ordinal_position").fetchall()]
     assert cols == ["tree_id", "node_id", "parent_id", "depth", "step_text", "prior", "value", "visits",
                     "value_sum", "tokens", "logprob", "terminal", "answer", "correct"]
-    assert con.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
+    eval_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                           "table_name = 'evaluations'").fetchall()}
+    assert {"accuracy", "tokens_per_problem", "value_auc"} <= eval_cols
     comment = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'nodes'").fetchone()[0]
     assert "root = node 0" in comment
     assert store.migrate(con) == []  # applying again does nothing
@@ -92,3 +95,20 @@ def test_read_only_queries_cannot_write(tmp_path):
         store.query(path, "DELETE FROM runs")
     with pytest.raises(FileNotFoundError):
         store.query(tmp_path / "missing.duckdb", "SELECT 1")
+
+
+def test_a_store_made_before_a_migration_is_upgraded(tmp_path):
+    import duckdb as db
+
+    path = tmp_path / "old.duckdb"
+    version, name, sql = store.migrations()[0]
+    with db.connect(str(path)) as con:  # a store that only ever saw migration 1
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR,"
+                    " applied_at TIMESTAMP DEFAULT current_timestamp)")
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+        con.execute("INSERT INTO evaluations (run_id, iteration, method, split, n_problems, accuracy, "
+                    "tokens_per_problem, value_states_per_problem) VALUES ('r', 0, 'greedy', 'test', 1, 1, 5, 0)")
+    with store.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
+        assert con.execute("SELECT accuracy, value_auc FROM evaluations").fetchall() == [(1.0, None)]
