@@ -87,13 +87,13 @@ def _run(config) -> int:
     wall = time.perf_counter() - t0
     out = Table(title=f"treeflow flywheel on {config.task.name}: test accuracy at "
                       f"{config.evaluation.token_budget} generated tokens/problem")
-    for col in ("iteration", "method", "accuracy", "tokens/problem", "value calls/problem", "value AUC", "wall s"):
+    for col in ("iteration", "method", "accuracy", "tokens/problem", "value calls", "value AUC", "wall s"):
         out.add_column(col, justify="right" if col != "method" else "left", no_wrap=True)
     for r in summary_rows(table):
         out.add_row(str(r["iteration"]), r["method"], f"{100 * r['accuracy']:.1f}%",
                     f"{r['tokens_per_problem']:.0f}", f"{r['value_states_per_problem']:.0f}",
                     "" if r["value_auc"] is None else f"{r['value_auc']:.2f}", f"{r['wall_seconds']:.0f}")
-    console = Console(width=max(Console().width, 100))
+    console = Console(width=max(Console().width, 110))
     console.print(out)
     from tasks.tracking import tracking_uri
 
