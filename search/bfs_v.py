@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from search.aggregate import orm_max
-from search.expand import expand
+from search.expand import expand_batch, value_new
 from search.tree import SearchResult, Tree
 from search.types import Canonical, Evaluate, Propose
 
@@ -50,23 +50,13 @@ def bfs_v(prompts: list[str], config: BFSVConfig, *, propose: Propose, evaluate:
         active = [b for b in beams if b.frontier]
         if not active:
             break
-        created: list[tuple[_Beam, int]] = []
-        for forced in (False, True):
-            group = [(b, n) for b in active if b.forced == forced for n in b.frontier]
-            if not group:
-                continue
-            k, temperature = (1, 0.0) if forced else (config.k, config.temperature)
-            proposals = propose([b.tree.state(n) for b, n in group], k, temperature=temperature)
-            for (b, n), cands in zip(group, proposals, strict=True):
-                kids = expand(b.tree, n, cands)
-                if not kids and b.tree.terminal[n]:
-                    b.finished.append(n)  # a dead end counts as finished, with no answer
-                created += [(b, c) for c in kids]
-        if created:
-            values = evaluate([b.tree.state(c) for b, c in created])
-            for (b, c), v in zip(created, values, strict=True):
-                b.tree.value[c] = v
-                b.tree.value_states += 1
+        requests = [(b, n) for b in active for n in b.frontier]
+        kids = expand_batch([(b.tree, n, b.forced) for b, n in requests], propose, k=config.k,
+                            temperature=config.temperature)
+        for (b, n), new in zip(requests, kids, strict=True):
+            if not new and b.tree.terminal[n]:
+                b.finished.append(n)  # a dead end counts as finished, with no answer
+        value_new([(b.tree, c) for (b, _), new in zip(requests, kids, strict=True) for c in new], evaluate)
         for b in active:
             kids = [c for n in b.frontier for c in b.tree.children[n]]
             b.finished += [c for c in kids if b.tree.terminal[c]]

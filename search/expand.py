@@ -6,6 +6,7 @@ import math
 
 from models.policy import Candidate
 from search.tree import Tree
+from search.types import Evaluate, Propose
 
 
 def expand(tree: Tree, node: int, candidates: list[Candidate]) -> list[int]:
@@ -26,3 +27,33 @@ def expand(tree: Tree, node: int, candidates: list[Candidate]) -> list[int]:
     total = sum(weights) or 1.0
     return [tree.add(node, c.text, tokens=c.tokens, logprob=c.logprob, prior=w / total)
             for c, w in zip(kept.values(), weights, strict=True)]
+
+
+def expand_batch(requests: list[tuple[Tree, int, bool]], propose: Propose, *, k: int,
+                 temperature: float | None) -> list[list[int]]:
+    """Expand every (tree, node, forced) request in at most two batched policy calls.
+
+    Ordinary requests get k candidates at `temperature`; forced ones (a tree out of budget that must
+    still finish) get one greedy candidate. Returns the new children of each request, in order.
+    """
+    out: list[list[int]] = [[] for _ in requests]
+    for forced in (False, True):
+        index = [i for i, (_, _, f) in enumerate(requests) if f == forced]
+        if not index:
+            continue
+        kk, temp = (1, 0.0) if forced else (k, temperature)
+        proposals = propose([requests[i][0].state(requests[i][1]) for i in index], kk, temperature=temp)
+        for i, candidates in zip(index, proposals, strict=True):
+            tree, node, _ = requests[i]
+            out[i] = expand(tree, node, candidates)
+    return out
+
+
+def value_new(children: list[tuple[Tree, int]], evaluate: Evaluate) -> None:
+    """Score newly created nodes in one batched value call and record the values on their trees."""
+    if not children:
+        return
+    values = evaluate([tree.state(c) for tree, c in children])
+    for (tree, c), v in zip(children, values, strict=True):
+        tree.value[c] = v
+        tree.value_states += 1

@@ -19,7 +19,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from search.expand import expand
+from search.expand import expand_batch, value_new
 from search.tree import SearchResult, Tree
 from search.types import Canonical, Evaluate, Propose
 
@@ -125,23 +125,12 @@ def mcts_alpha(prompts: list[str], config: MCTSAlphaConfig, *, propose: Propose,
         requests = [(run, req) for run in runs if (req := _next_request(run, config)) is not None]
         if not requests:
             break
-        created: list[tuple[_Run, int]] = []
-        for forced in (False, True):
-            group = [(run, node) for run, (node, f) in requests if f == forced]
-            if not group:
-                continue
-            k, temperature = (1, 0.0) if forced else (config.k, config.temperature)
-            proposals = propose([run.tree.state(node) for run, node in group], k, temperature=temperature)
-            for (run, node), cands in zip(group, proposals, strict=True):
-                kids = expand(run.tree, node, cands)
-                if config.root_noise and node == run.root and kids:
-                    add_root_noise(run.tree, node, config, run.rng)
-                created += [(run, c) for c in kids]
-        if created:
-            values = evaluate([run.tree.state(c) for run, c in created])
-            for (run, c), v in zip(created, values, strict=True):
-                run.tree.value[c] = v
-                run.tree.value_states += 1
+        kids = expand_batch([(run.tree, node, forced) for run, (node, forced) in requests], propose,
+                            k=config.k, temperature=config.temperature)
+        for (run, (node, forced)), new in zip(requests, kids, strict=True):
+            if config.root_noise and not forced and node == run.root and new:
+                add_root_noise(run.tree, node, config, run.rng)
+        value_new([(run.tree, c) for (run, _), new in zip(requests, kids, strict=True) for c in new], evaluate)
         for run, (node, _) in requests:
             v = run.tree.value[node]
             run.tree.backup(node, 0.0 if math.isnan(v) else v)

@@ -99,3 +99,15 @@ def test_sampling_moves_with_temperature_is_seeded():
     a, _, _ = run(tau=1.0, seed=3)
     b, _, _ = run(tau=1.0, seed=3)
     assert a[0].chosen == b[0].chosen
+
+
+def test_dirichlet_root_noise_mixes_priors_reproducibly():
+    [plain], _, _ = run()
+    [noisy], _, _ = run(root_noise=True, seed=5)
+    [again], _, _ = run(root_noise=True, seed=5)
+    kids = noisy.tree.children[0]
+    priors = [noisy.tree.prior[c] for c in kids]
+    assert priors != [plain.tree.prior[c] for c in kids]
+    assert sum(priors) == pytest.approx(1.0)
+    assert all(p >= 0.75 * plain.tree.prior[c] - 1e-12 for p, c in zip(priors, kids, strict=True))
+    assert priors == [again.tree.prior[c] for c in kids]
