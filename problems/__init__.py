@@ -4,9 +4,10 @@
 `check(problem, answer)` and `canonical(answer)` (the key majority voting compares).
 """
 
-from problems import arithmetic, game24, gsm8k
-from problems.base import DatasetError, Problem, load_problems, select_problems
+import importlib
 
-TASKS = {"arithmetic": arithmetic, "game24": game24, "gsm8k": gsm8k}
+from problems.base import TASK_NAMES, DatasetError, Problem, load_problems, select_problems
+
+TASKS = {name: importlib.import_module(f"problems.{name}") for name in TASK_NAMES}
 
 __all__ = ["TASKS", "DatasetError", "Problem", "load_problems", "select_problems"]

@@ -40,9 +40,13 @@ class Problem:
         return _task_module(self.task).canonical(answer)
 
 
+#: The built-in tasks; each is a module `problems.<name>`.
+TASK_NAMES = ("arithmetic", "game24", "gsm8k")
+
+
 def _task_module(task: str):
-    if task not in ("arithmetic", "game24", "gsm8k"):
-        raise KeyError(f"unknown task {task!r}; known: arithmetic, game24, gsm8k")
+    if task not in TASK_NAMES:
+        raise KeyError(f"unknown task {task!r}; known: {', '.join(TASK_NAMES)}")
     return importlib.import_module(f"problems.{task}")
 
 
