@@ -57,6 +57,8 @@ class EvaluationSettings(_Strict):
 
     methods: list[Literal["greedy", "self_consistency", "mcts_alpha", "bfs_v"]] = [
         "greedy", "self_consistency", "mcts_alpha"]
+    later_methods: list[Literal["greedy", "self_consistency", "mcts_alpha", "bfs_v"]] | None = Field(
+        None, description="methods evaluated after iterations 1.. (default: all of `methods`)")
     token_budget: int = Field(400, ge=1)
     max_samples: int = Field(8, ge=1, description="Self-Consistency pool size (truncated to the budget)")
 

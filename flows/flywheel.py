@@ -38,7 +38,8 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
     recipe = config.tiny
     if (hit := cached(recipe, config.paths["cache"])) is not None:
         return str(hit)
-    with bar("bootstrap tiny policy", planned_steps(recipe.sft, recipe.n_demos)) as update:
+    steps = planned_steps(recipe.sft, recipe.n_demos)
+    with bar("bootstrap tiny policy", min(steps, recipe.stop_step or steps)) as update:
         return str(bootstrap(recipe, config.paths["cache"], progress=lambda s, _: update(s)))
 
 
@@ -83,8 +84,11 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
         "mcts_alpha": replace(config.search, token_budget=budget),
         "bfs_v": replace(config.bfs_v, token_budget=budget),
     }
+    methods = config.evaluation.methods
+    if iteration > 0 and config.evaluation.later_methods is not None:
+        methods = config.evaluation.later_methods
     rows = []
-    for method in config.evaluation.methods:
+    for method in methods:
         t0 = time.perf_counter()
         stats = search_task(**_search_kwargs(config, run_id, policy, value), split="test", start=0,
                             count=config.task.test_size, method=method, method_config=method_configs[method],

@@ -34,10 +34,15 @@ class TinyRecipe:
     sft: SFTSettings = field(default_factory=lambda: SFTSettings(
         epochs=1.0, learning_rate=2e-3, batch_size=64, warmup_steps=0.02, max_length=128))
     seed: int = 0
+    #: end the bootstrap after this many optimizer steps of the full run's schedule (None: the whole run)
+    stop_step: int | None = None
 
     def digest(self) -> str:
         """Content hash of the recipe (and the recipe code's version): names the cache directory."""
-        blob = json.dumps({"v": RECIPE_VERSION, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if fields["stop_step"] is None:  # a field added later keeps older recipes' hashes (and caches)
+            del fields["stop_step"]
+        blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -66,6 +71,17 @@ def build(recipe: TinyRecipe, texts: list[str]):
     return GPT2LMHeadModel(config), tokenizer
 
 
+def _StopAt(step: int):  # noqa: N802 - a callback instance, built lazily to keep transformers off import
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_training_stop = True
+
+    return StopAt()
+
+
 def cached(recipe: TinyRecipe, cache_dir: str | Path) -> Path | None:
     """The cached policy directory for `recipe`, if it was bootstrapped before."""
     out = Path(cache_dir) / f"tiny-{recipe.digest()}" / "policy"
@@ -79,7 +95,9 @@ def bootstrap(recipe: TinyRecipe, cache_dir: str | Path, *, progress=None) -> Pa
         return out
     rows = demonstrations(recipe)
     model, tokenizer = build(recipe, [r["prompt"] + r["completion"] for r in rows])
-    history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress)
+    callbacks = [] if recipe.stop_step is None else [_StopAt(recipe.stop_step)]
+    history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress, callbacks=callbacks)
     (out / "treeflow_recipe.json").write_text(json.dumps(
-        {"recipe": asdict(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"]}, indent=2))
+        {"recipe": asdict(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"],
+         "steps": history["steps"]}, indent=2))
     return out

@@ -94,7 +94,7 @@ def _atomic_save(trainer, tokenizer, out_dir: Path) -> Path:
 
 
 def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Path, settings: SFTSettings,
-                 *, tokenizer=None, progress: ProgressFn | None = None) -> dict:
+                 *, tokenizer=None, progress: ProgressFn | None = None, callbacks: list | None = None) -> dict:
     """SFT a causal LM on `{"prompt", "completion"}` rows; saves to `out_dir`; returns the loss history.
 
     `init` is a model directory / hub id, or a model object (then pass its `tokenizer`).
@@ -115,7 +115,8 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
                          completion_only_loss=True, lr_scheduler_type=settings.lr_scheduler,
                          warmup_steps=settings.warmup_steps, dataset_num_proc=None)
         trainer = _quiet(SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                                    train_dataset=Dataset.from_list(rows), callbacks=_callbacks(progress)))
+                                    train_dataset=Dataset.from_list(rows),
+                                    callbacks=_callbacks(progress) + list(callbacks or [])))
         result = trainer.train()
         _atomic_save(trainer, tokenizer, out_dir)
     return _history(trainer, result, settings)
@@ -123,18 +124,17 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
 
 def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, settings: ValueSettings,
                 *, progress: ProgressFn | None = None) -> dict:
-    """Regress a scalar head on `{"text", "target"}` rows by MSE; saves to `out_dir`; returns history.
+    """Regress the scalar head by MSE at every labelled token; saves to `out_dir`; returns the history.
 
+    A row is `{"segments": [[text, target | None], ...]}`: the texts concatenated form one state, and
+    every token of a segment is trained towards its target (None: not trained), as TS-LLM trains its
+    critic at every token. For a root-to-leaf path, each step's tokens carry that step's value, so the
+    head learns where along a line a mistake happens, not only at the line's end. `{"text", "target"}`
+    trains the last token only. Inference reads the last token (`*ForSequenceClassification`).
     `init` is a causal LM directory (the backbone; the head starts fresh) or a value model directory.
     """
     from datasets import Dataset
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
     if not rows:
         raise ValueError("no value targets: nothing to train the value model on")
@@ -143,21 +143,71 @@ def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, setting
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, problem_type="regression")
     model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
-    tokenizer.truncation_side = "left"
-
-    def encode(batch):
-        enc = tokenizer(batch["text"], add_special_tokens=False, truncation=True, max_length=settings.max_length)
-        enc["labels"] = [float(t) for t in batch["target"]]
-        return enc
-
-    dataset = Dataset.from_list(rows).map(encode, batched=True, remove_columns=["text", "target"])
+    dataset = Dataset.from_list([_token_labels(tokenizer, row, settings.max_length) for row in rows])
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine")
-        trainer = _quiet(Trainer(model=model, args=args, train_dataset=dataset, callbacks=_callbacks(progress),
-                                 data_collator=DataCollatorWithPadding(tokenizer)))
+        args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine",
+                                 remove_unused_columns=False)
+        trainer = _quiet(_TokenValueTrainer(model=model, args=args, train_dataset=dataset,
+                                            callbacks=_callbacks(progress),
+                                            data_collator=_pad_collator(model.config.pad_token_id)))
         result = trainer.train()
         _atomic_save(trainer, tokenizer, out_dir)
     return _history(trainer, result, settings)
+
+
+IGNORE = -100.0
+
+
+def _token_labels(tokenizer, row: dict, max_length: int) -> dict:
+    """Token ids and one label per token (IGNORE where untrained), cut to the last `max_length` tokens."""
+    segments = row["segments"] if "segments" in row else [[row["text"], None]]
+    ids: list[int] = []
+    labels: list[float] = []
+    for text, target in segments:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += [IGNORE if target is None else float(target)] * len(piece)
+    if "segments" not in row:
+        labels[-1] = float(row["target"])
+    return {"input_ids": ids[-max_length:], "labels": labels[-max_length:]}
+
+
+def _pad_collator(pad_id: int):
+    import torch
+
+    def collate(batch: list[dict]) -> dict:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE)
+        for i, b in enumerate(batch):  # right padding: positions stay 0..n-1
+            n = len(b["input_ids"])
+            ids[i, :n], mask[i, :n], labels[i, :n] = torch.tensor(b["input_ids"]), 1, torch.tensor(b["labels"])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def _token_value_trainer_class():
+    from transformers import Trainer
+
+    class TokenValueTrainer(Trainer):
+        """MSE of the value head at every labelled token of a `*ForSequenceClassification` model."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            body = getattr(model, model.base_model_prefix)
+            hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            values = model.score(hidden).squeeze(-1).float()
+            keep = labels != IGNORE
+            loss = ((values - labels) ** 2)[keep].mean()
+            return (loss, values) if return_outputs else loss
+
+    return TokenValueTrainer
+
+
+def _TokenValueTrainer(**kwargs):  # noqa: N802 - builds the Trainer subclass lazily (transformers import)
+    return _token_value_trainer_class()(**kwargs)
 
 
 def _history(trainer, result, settings) -> dict:

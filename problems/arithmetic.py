@@ -113,3 +113,12 @@ def canonical(answer: str) -> str:
         return str(int(answer.strip()))
     except ValueError:
         return answer.strip()
+
+
+def on_track(problem: Problem, steps: list[str]) -> bool:
+    """Whether every step so far is the gold solution's step (so the prefix can still reach the answer).
+
+    For measuring value models only (held-out step labels); search never calls it.
+    """
+    gold = solution_steps(problem)
+    return len(steps) <= len(gold) and all(s.strip() == g.strip() for s, g in zip(steps, gold))

@@ -34,13 +34,14 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
                    settings: ValueSettings) -> dict:
-    """Regress the value model on Monte Carlo targets of this run's search trees so far."""
+    """Regress the value model, at every token, on the Monte Carlo values of this run's search trees so far."""
     _, rows = store.query(
         store_path,
-        "SELECT s.state, m.target FROM mc_targets m JOIN node_states s USING (tree_id, node_id) "
-        "JOIN trees t USING (tree_id) WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') "
-        "AND t.iteration <= ? ORDER BY m.tree_id, m.node_id, m.leaf_id", [run_id, max_iteration])
-    data = [{"text": s, "target": float(t)} for s, t in rows]
-    with bar(f"value it{max_iteration} ({len(data)} targets)", planned_steps(settings, len(data))) as update:
+        "SELECT p.prompt, v.steps, v.targets FROM value_paths v JOIN trees t USING (tree_id) "
+        "JOIN problems p USING (problem_id) WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') "
+        "AND t.iteration <= ? ORDER BY v.tree_id, v.leaf_id", [run_id, max_iteration])
+    data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, targets, strict=True))]}
+            for prompt, steps, targets in rows]
+    with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
         history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     return {"path": out_dir, "targets": len(data), **history}

@@ -200,3 +200,35 @@ def test_preference_pairs_match_python(con, trees):
                     expected.add((f"t{t}", parents[a], a, b))
     got = set(con.execute("SELECT tree_id, parent_id, chosen_id, rejected_id FROM preference_pairs").fetchall())
     assert got == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests())
+def test_value_paths_match_python(con, trees):
+    """One row per terminal leaf: its root path's steps in order, each with 2 * soft label - 1."""
+    con.execute("DELETE FROM nodes")
+    rows = []
+    for t, (parents, terminal, correct) in enumerate(trees):
+        depth = [0] * len(parents)
+        for i in range(1, len(parents)):
+            depth[i] = depth[parents[i]] + 1
+        rows += [(f"t{t}", i, parents[i], depth[i], f"s{i}\n", 0, 0.0, 0, terminal[i],
+                  correct[i] if terminal[i] else None) for i in range(len(parents))]
+    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
+                    "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    got = {(t, leaf): (steps, targets)
+           for t, leaf, steps, targets in con.execute("SELECT tree_id, leaf_id, steps, targets FROM value_paths").fetchall()}
+    expected = {}
+    for t, (parents, terminal, correct) in enumerate(trees):
+        below = _expected(parents, terminal, correct)
+        for leaf, is_terminal in enumerate(terminal):
+            path, node = [], leaf
+            while node > 0:
+                path.insert(0, node)
+                node = parents[node]
+            if is_terminal and path:
+                expected[(f"t{t}", leaf)] = ([f"s{n}\n" for n in path],
+                                             [2 * sum(below[n]) / len(below[n]) - 1 for n in path])
+    assert got.keys() == expected.keys()
+    for key, (steps, targets) in expected.items():
+        assert got[key][0] == steps and got[key][1] == pytest.approx(targets)

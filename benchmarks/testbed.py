@@ -1,0 +1,197 @@
+"""The CPU testbed benchmark: do search and self-training win on the tiny model, as the papers claim?
+
+    python benchmarks/testbed.py [--config configs/testbed.yaml] [--seeds 0 1 2] [--workdir work/testbed]
+
+For each seed it runs the real flywheel flow (Prefect, DuckDB trace store, MLflow on SQLite) with the
+testbed configuration, then reads the figures back from the trace store:
+
+- the base policy's headroom: greedy, pass@16 and majority@16 (T as configured) on the test problems;
+- the value model's AUC on held-out steps: every prefix of the test problems' Self-Consistency samples
+  at iteration 0, labelled by whether all its steps are the gold solution's (measurement only);
+- accuracy of every method at the same generated-token budget at iteration 0;
+- greedy accuracy after each flywheel iteration.
+
+The bootstrap policy is cached by its recipe's hash (shared by all seeds); the value model, the
+searches and the fine-tuning are repeated per seed. Prints one table (mean, standard deviation and
+range over seeds) and checks each target of the testbed issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "testbed.yaml"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workdir", default="work/testbed")
+    parser.add_argument("--cache", default="work/cache", help="bootstrap cache shared with `treeflow demo`")
+    parser.add_argument("--headroom-samples", type=int, default=16)
+    parser.add_argument("--json", default=None, help="also write the per-seed figures here")
+    parser.add_argument("--analyze-only", action="store_true",
+                        help="read the figures from the seeds' existing trace stores; run nothing")
+    args = parser.parse_args()
+
+    from flows import env
+
+    env.configure(args.workdir)
+    from flows.config import load_config
+    from flows.flywheel import flywheel
+
+    t0 = time.perf_counter()
+    per_seed = []
+    for seed in args.seeds:
+        config = load_config(args.config, {"workdir": f"{args.workdir}/seed-{seed}", "cache_dir": args.cache,
+                                           "seed": seed, "run_id": f"testbed-seed{seed}"})
+        t_seed = time.perf_counter()
+        if not args.analyze_only:
+            flywheel(config)
+        figures = _figures(config, args.headroom_samples)
+        figures["minutes"] = (time.perf_counter() - t_seed) / 60
+        per_seed.append(figures)
+        print(f"seed {seed}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                             for k, v in figures.items()}), flush=True)
+    minutes = (time.perf_counter() - t0) / 60
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seeds": args.seeds, "per_seed": per_seed, "minutes": minutes},
+                                              indent=2))
+    _report(per_seed, config, minutes)
+
+
+def _figures(config, samples: int) -> dict:
+    """Per-seed figures from the flow's trace store."""
+    from storage import store
+
+    store_path = str(config.paths["store"])
+    run_id = config.run_id
+    out: dict = {}
+    _, rows = store.query(store_path, "SELECT iteration, method, accuracy, tokens_per_problem FROM evaluations "
+                          "WHERE run_id = ? AND split = 'test'", [run_id])
+    for iteration, method, accuracy, tokens in rows:
+        out[f"it{iteration}/{method}/accuracy"] = accuracy
+        out[f"it{iteration}/{method}/tokens"] = tokens
+    _, rows = store.query(store_path, "SELECT DISTINCT policy, value_model FROM trees WHERE run_id = ? AND "
+                          "iteration = 0 AND stage = 'eval' AND method = 'mcts_alpha'", [run_id])
+    policy, value = rows[0]
+    out.update(_headroom(config, policy, samples))
+    out["value_auc"] = _held_out_auc(store_path, run_id, value)
+    return out
+
+
+def _headroom(config, policy_path: str, n: int) -> dict:
+    """Greedy, pass@n and majority@n of the base policy on the test problems."""
+    import torch
+
+    from models.hf_policy import TransformersPolicy
+    from problems import select_problems
+    from search import SamplingConfig, self_consistency
+
+    torch.manual_seed(config.seed)
+    problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
+    policy = TransformersPolicy.from_pretrained(policy_path, temperature=config.policy.temperature,
+                                                seed=config.seed, max_step_tokens=config.policy.max_step_tokens)
+    results = self_consistency([p.prompt for p in problems], SamplingConfig(n=n, max_depth=config.search.max_depth),
+                               propose=policy.propose_steps, canonical=problems[0].canonical)
+    size = len(problems)
+    return {"base/pass@n": sum(any(p.check(a) for a in r.tree.answer if a)
+                               for p, r in zip(problems, results, strict=True)) / size,
+            "base/maj@n": sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / size}
+
+
+def _held_out_auc(store_path: str, run_id: str, value_path: str) -> float | None:
+    """AUC of the value model on every prefix of iteration 0's Self-Consistency test trees."""
+    from models.metrics import roc_auc
+    from models.value import TransformersValue
+    from problems.arithmetic import on_track
+    from storage import store
+
+    _, rows = store.query(store_path, """
+        SELECT s.state, p.prompt, p.problem_id, p.question, p.gold
+        FROM node_states s JOIN nodes n USING (tree_id, node_id) JOIN trees t USING (tree_id)
+        JOIN problems p USING (problem_id)
+        WHERE t.run_id = ? AND t.iteration = 0 AND t.stage = 'eval' AND t.method = 'self_consistency'
+          AND n.parent_id <> -1
+        ORDER BY s.tree_id, s.node_id""", [run_id])
+    from problems.base import Problem
+
+    labels = []
+    for state, prompt, pid, question, answer in rows:
+        problem = Problem(id=pid, task="arithmetic", question=question, answer=answer, prompt=prompt)
+        labels.append(on_track(problem, state[len(prompt):].splitlines(keepends=True)))
+    scores = TransformersValue(value_path).score([r[0] for r in rows])
+    return roc_auc(scores, labels)
+
+
+def _stats(values: list[float]) -> tuple[float, float, float, float]:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, sd, min(values), max(values)
+
+
+def _report(per_seed: list[dict], config, minutes: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    budget = config.evaluation.token_budget
+    rows = [("base greedy", "it0/greedy/accuracy", True), (f"base pass@16", "base/pass@n", True),
+            ("base maj@16", "base/maj@n", True), ("value AUC, held-out steps", "value_auc", False)]
+    for method in config.evaluation.methods:
+        rows.append((f"{method} @ {budget} tok", f"it0/{method}/accuracy", True))
+        rows.append((f"  {method} tokens/problem", f"it0/{method}/tokens", False))
+    for i in range(1, config.iterations + 1):
+        rows.append((f"greedy after iteration {i}", f"it{i}/greedy/accuracy", True))
+    table = Table(title=f"CPU testbed, {len(per_seed)} seeds, {config.task.test_size} test problems")
+    for col in ("figure", "mean", "sd", "min", "max"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    stats = {}
+    for label, key, pct in rows:
+        values = [s[key] for s in per_seed if s.get(key) is not None]
+        if not values:
+            continue
+        stats[key] = _stats(values)
+        fmt = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}" if v < 10 else f"{v:.0f}")
+        table.add_row(label, *(fmt(v) for v in stats[key]))
+    console = Console()
+    console.print(table)
+    for line in _checks(stats, config):
+        console.print(line)
+    console.print(f"total {minutes:.1f} min on this machine")
+
+
+def _checks(stats: dict, config) -> list[str]:
+    """The testbed issue's targets, each marked pass or FAIL."""
+    def mean(key):
+        return stats[key][0]
+
+    def sd(key):
+        return stats[key][1]
+
+    greedy = "it0/greedy/accuracy"
+    best = max((m for m in ("mcts_alpha", "bfs_v") if f"it0/{m}/accuracy" in stats),
+               key=lambda m: mean(f"it0/{m}/accuracy"))
+    acc = f"it0/{best}/accuracy"
+    sc = "it0/self_consistency/accuracy"
+    margin_needed = max(sd(acc), sd(sc), sd(greedy))
+    curve = [mean(greedy)] + [mean(f"it{i}/greedy/accuracy") for i in range(1, config.iterations + 1)]
+    final = f"it{config.iterations}/greedy/accuracy"
+    checks = [
+        ("greedy in 15-60 %", 0.15 <= mean(greedy) <= 0.60),
+        ("pass@16 >= greedy + 20 points", mean("base/pass@n") >= mean(greedy) + 0.20),
+        ("value AUC >= 0.8", mean("value_auc") >= 0.8),
+        (f"{best} beats Self-Consistency and greedy by more than the spread",
+         mean(acc) - max(mean(sc), mean(greedy)) > margin_needed),
+        ("greedy rises every iteration", all(b > a for a, b in zip(curve, curve[1:]))),
+        ("total gain larger than the spread", curve[-1] - curve[0] > max(sd(final), sd(greedy))),
+    ]
+    return [f"{'pass' if ok else 'FAIL'}  {name}" for name, ok in checks]
+
+
+if __name__ == "__main__":
+    main()
