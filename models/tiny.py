@@ -96,7 +96,8 @@ def bootstrap(recipe: TinyRecipe, cache_dir: str | Path, *, progress=None) -> Pa
     rows = demonstrations(recipe)
     model, tokenizer = build(recipe, [r["prompt"] + r["completion"] for r in rows])
     callbacks = [] if recipe.stop_step is None else [_StopAt(recipe.stop_step)]
-    history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress, callbacks=callbacks)
+    history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress,
+                           callbacks=callbacks)
     (out / "treeflow_recipe.json").write_text(json.dumps(
         {"recipe": asdict(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"],
          "steps": history["steps"]}, indent=2))

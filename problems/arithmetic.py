@@ -121,4 +121,4 @@ def on_track(problem: Problem, steps: list[str]) -> bool:
     For measuring value models only (held-out step labels); search never calls it.
     """
     gold = solution_steps(problem)
-    return len(steps) <= len(gold) and all(s.strip() == g.strip() for s, g in zip(steps, gold))
+    return len(steps) <= len(gold) and all(s.strip() == g.strip() for s, g in zip(steps, gold, strict=False))

@@ -72,3 +72,13 @@ def test_sql_is_read_only(tmp_path, capsys):
 def test_sql_on_a_missing_store(argv, capsys):
     assert main(argv) == 2
     assert "trace store not found" in capsys.readouterr().err
+
+
+def test_the_testbed_config_is_valid_and_stops_its_bootstrap_early():
+    from pathlib import Path
+
+    from flows.config import load_config
+
+    config = load_config(Path(__file__).parents[1] / "configs" / "testbed.yaml")
+    assert config.tiny.stop_step is not None and config.iterations == 3
+    assert config.evaluation.later_methods == ["greedy"]

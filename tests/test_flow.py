@@ -9,6 +9,7 @@ from search import MCTSAlphaConfig
 from storage import store
 
 METHODS = ["greedy", "self_consistency", "mcts_alpha", "bfs_v"]
+LATER = ["greedy", "mcts_alpha"]  # evaluated after iteration 1 (`evaluation.later_methods`)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir
         workdir=str(workdir), cache_dir=str(tiny_policy_dir.parent.parent), run_id="t1", iterations=1,
         batch_size=4, tiny=tiny_recipe, task=TaskSettings(train_per_iteration=6, test_size=4),
         value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
-        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS),
+        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS, later_methods=LATER),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
         value_training=ValueSettings(max_steps=2, batch_size=8))
     return config, flywheel(config)
@@ -28,8 +29,7 @@ def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir
 
 def test_table_has_every_method_and_iteration(flywheel_run):
     _, table = flywheel_run
-    assert {(r["iteration"], r["method"]) for r in table} == {
-        (i, m) for i in (0, 1) for m in METHODS}
+    assert {(r["iteration"], r["method"]) for r in table} == {(0, m) for m in METHODS} | {(1, m) for m in LATER}
     for r in table:
         assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 4
         assert (r["value_states_per_problem"] > 0) == (r["method"] in ("mcts_alpha", "bfs_v"))
@@ -41,7 +41,7 @@ def test_trees_are_in_duckdb(flywheel_run):
     path = config.paths["store"]
     _, rows = store.query(path, "SELECT stage, iteration, method, count(*) FROM trees GROUP BY ALL ORDER BY ALL")
     expected = [("bootstrap", 0, "self_consistency", 6), ("search", 1, "mcts_alpha", 6)]
-    expected += [("eval", i, m, 4) for i in (0, 1) for m in METHODS]
+    expected += [("eval", 0, m, 4) for m in METHODS] + [("eval", 1, m, 4) for m in LATER]
     assert rows == sorted(expected)
     # every tree has exactly one root, and node rows match what the trees say they generated
     _, bad = store.query(path, "SELECT t.tree_id FROM trees t JOIN nodes n USING (tree_id) GROUP BY t.tree_id "
@@ -51,7 +51,7 @@ def test_trees_are_in_duckdb(flywheel_run):
                                 "USING (tree_id) WHERE t.method = 'mcts_alpha'")
     assert mcts[0][0] > 0
     _, evals = store.query(path, "SELECT count(*) FROM evaluations WHERE run_id = 't1'")
-    assert evals == [(8,)]
+    assert evals == [(len(METHODS) + len(LATER),)]
 
 
 def test_mlflow_has_the_iteration_runs_with_metrics(flywheel_run):

@@ -72,3 +72,19 @@ def test_select_problems_wraps_fixed_datasets_and_extends_generators():
     assert [p.id for p in select_problems("game24", "test", 361, 2)] == ["game24-1362", "game24-1001"]
     tail = select_problems("arithmetic", "train", 10, 5)
     assert tail == arithmetic.generate(15, split="train")[10:]
+
+
+def test_on_track_is_true_exactly_until_the_first_wrong_step():
+    import random
+
+    from problems.arithmetic import generate, on_track, solution_steps
+
+    rng = random.Random(0)
+    for p in generate(40, split="test"):
+        gold = solution_steps(p)
+        assert all(on_track(p, gold[:d]) for d in range(len(gold) + 1))
+        noisy = solution_steps(p, rng=rng, error_rate=1.0)
+        first_wrong = next(i for i, (a, b) in enumerate(zip(noisy, gold, strict=True)) if a != b)
+        assert [on_track(p, noisy[:d]) for d in range(1, len(noisy) + 1)] == [
+            d <= first_wrong for d in range(1, len(noisy) + 1)]
+        assert not on_track(p, [*gold, "7+1=8\n"])

@@ -216,8 +216,8 @@ def test_value_paths_match_python(con, trees):
                   correct[i] if terminal[i] else None) for i in range(len(parents))]
     con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
                     "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    got = {(t, leaf): (steps, targets)
-           for t, leaf, steps, targets in con.execute("SELECT tree_id, leaf_id, steps, targets FROM value_paths").fetchall()}
+    paths = con.execute("SELECT tree_id, leaf_id, steps, targets FROM value_paths").fetchall()
+    got = {(t, leaf): (steps, targets) for t, leaf, steps, targets in paths}
     expected = {}
     for t, (parents, terminal, correct) in enumerate(trees):
         below = _expected(parents, terminal, correct)
