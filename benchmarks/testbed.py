@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--cache", default="work/cache", help="bootstrap cache shared with `treeflow demo`")
     parser.add_argument("--headroom-samples", type=int, default=16)
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
+    parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/testbed.png)")
     parser.add_argument("--analyze-only", action="store_true",
                         help="read the figures from the seeds' existing trace stores; run nothing")
     args = parser.parse_args()
@@ -63,6 +64,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"seeds": args.seeds, "per_seed": per_seed, "minutes": minutes},
                                               indent=2))
     _report(per_seed, config, minutes)
+    print(f"picture: {_plot(per_seed, config, args.plot or f'{args.workdir}/testbed.png')}")
 
 
 def _figures(config, samples: int) -> dict:
@@ -81,6 +83,7 @@ def _figures(config, samples: int) -> dict:
                           "iteration = 0 AND stage = 'eval' AND method = 'mcts_alpha'", [run_id])
     policy, value = rows[0]
     out.update(_headroom(config, policy, samples))
+    out.update(_control(config, policy))
     out["value_auc"] = _held_out_auc(store_path, run_id, value)
     return out
 
@@ -104,6 +107,46 @@ def _headroom(config, policy_path: str, n: int) -> dict:
     return {"base/pass@n": sum(any(p.check(a) for a in r.tree.answer if a)
                                for p, r in zip(problems, results, strict=True)) / size,
             "base/maj@n": sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / size}
+
+
+def _control(config, policy_path: str) -> dict:
+    """Greedy accuracy of a control that fine-tunes like the flywheel, on original demonstrations only.
+
+    Each control iteration trains from the previous one with the same SFT settings on as many rows as
+    the flywheel's iteration had (its distinct correct traces plus the mixed-in demonstrations), so any
+    gain of the flywheel above the control is the searched traces' doing, not extra training.
+    """
+    import random
+
+    from models.tiny import demonstrations
+    from models.training import train_policy
+    from storage import store
+
+    store_path = str(config.paths["store"])
+    _, counts = store.query(store_path, "SELECT iteration, count(DISTINCT (prompt, completion)) FROM sft_traces "
+                            "WHERE run_id = ? AND stage = 'search' GROUP BY iteration", [config.run_id])
+    traces = dict(counts)
+    demos = demonstrations(config.tiny)
+    out, previous = {}, policy_path
+    for i in range(1, config.iterations + 1):
+        rows = random.Random(config.seed * 1000 + i).sample(demos, traces.get(i, 0) + config.mix_demos)
+        path = str(config.paths["models"] / "control" / f"policy-it{i}")
+        train_policy(previous, rows, path, config.sft)
+        out[f"control{i}/greedy/accuracy"] = _greedy_accuracy(config, path)
+        previous = path
+    return out
+
+
+def _greedy_accuracy(config, policy_path: str) -> float:
+    from models.hf_policy import TransformersPolicy
+    from problems import select_problems
+    from search import SamplingConfig, greedy
+
+    problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
+    policy = TransformersPolicy.from_pretrained(policy_path, max_step_tokens=config.policy.max_step_tokens)
+    results = greedy([p.prompt for p in problems], SamplingConfig(max_depth=config.search.max_depth),
+                     propose=policy.propose_steps)
+    return sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / len(problems)
 
 
 def _held_out_auc(store_path: str, run_id: str, value_path: str) -> float | None:
@@ -148,6 +191,8 @@ def _report(per_seed: list[dict], config, minutes: float) -> None:
         rows.append((f"  {method} tokens/problem", f"it0/{method}/tokens", False))
     for i in range(1, config.iterations + 1):
         rows.append((f"greedy after iteration {i}", f"it{i}/greedy/accuracy", True))
+    for i in range(1, config.iterations + 1):
+        rows.append((f"  control (demos only) {i}", f"control{i}/greedy/accuracy", True))
     table = Table(title=f"CPU testbed, {len(per_seed)} seeds, {config.task.test_size} test problems")
     for col in ("figure", "mean", "sd", "min", "max"):
         table.add_column(col, justify="left" if col == "figure" else "right")
@@ -166,6 +211,44 @@ def _report(per_seed: list[dict], config, minutes: float) -> None:
     console.print(f"total {minutes:.1f} min on this machine")
 
 
+def _plot(per_seed: list[dict], config, path: str) -> str:
+    """Accuracy vs generated tokens per method at iteration 0, and greedy accuracy per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method in config.evaluation.methods:
+        acc = [100 * s[f"it0/{method}/accuracy"] for s in per_seed]
+        tok = [s[f"it0/{method}/tokens"] for s in per_seed]
+        spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        left.errorbar(statistics.fmean(tok), statistics.fmean(acc), yerr=spread, fmt="o", capsize=4, label=method)
+    left.axvline(config.evaluation.token_budget, color="grey", ls=":", lw=1, label="budget")
+    left.set(xlabel="generated tokens per problem", ylabel="test accuracy (%)",
+             title=f"iteration 0, {len(per_seed)} seeds (mean +- sd)")
+    left.legend(fontsize=8)
+    iterations = list(range(config.iterations + 1))
+    curves = [[100 * s[f"it{i}/greedy/accuracy"] for i in iterations] for s in per_seed]
+    for curve in curves:
+        right.plot(iterations, curve, color="tab:blue", alpha=0.3, lw=1)
+    right.plot(iterations, [statistics.fmean(c) for c in zip(*curves, strict=True)], color="tab:blue", lw=2.5,
+               marker="o", label="greedy (mean; thin: seeds)")
+    if config.iterations and f"control{config.iterations}/greedy/accuracy" in per_seed[0]:
+        control = [[100 * (s["it0/greedy/accuracy"] if i == 0 else s[f"control{i}/greedy/accuracy"])
+                    for i in iterations] for s in per_seed]
+        right.plot(iterations, [statistics.fmean(c) for c in zip(*control, strict=True)], color="tab:grey",
+                   lw=2, ls="--", marker="s", label="control: same training, demonstrations only (mean)")
+    right.set(xlabel="flywheel iteration", ylabel="greedy test accuracy (%)", xticks=iterations,
+              title="self-training")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _checks(stats: dict, config) -> list[str]:
     """The testbed issue's targets, each marked pass or FAIL."""
     def mean(key):
@@ -182,6 +265,7 @@ def _checks(stats: dict, config) -> list[str]:
     margin_needed = max(sd(acc), sd(sc), sd(greedy))
     curve = [mean(greedy)] + [mean(f"it{i}/greedy/accuracy") for i in range(1, config.iterations + 1)]
     final = f"it{config.iterations}/greedy/accuracy"
+    control = f"control{config.iterations}/greedy/accuracy"
     rises = all(b > a for a, b in zip(curve, curve[1:], strict=False)) if len(curve) > 1 else None
     checks = [
         ("greedy in 15-60 %", 0.15 <= mean(greedy) <= 0.60),
@@ -192,6 +276,8 @@ def _checks(stats: dict, config) -> list[str]:
         ("greedy rises every iteration (mean over seeds)", rises),
         ("total gain larger than the spread",
          curve[-1] - curve[0] > max(sd(final), sd(greedy)) if len(curve) > 1 else None),
+        ("final greedy above the demos-only control by more than the spread",
+         mean(final) - mean(control) > max(sd(final), sd(control)) if control in stats else None),
     ]
     return [f"{'n/a ' if ok is None else 'pass' if ok else 'FAIL'}  {name}" for name, ok in checks]
 
