@@ -81,6 +81,8 @@ class FlywheelConfig(_Strict):
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")
+    value_targets: Literal["monte_carlo", "math_shepherd_hard"] = Field(
+        "monte_carlo", description="step values the value model regresses on (value_paths view)")
     value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
 
     @property

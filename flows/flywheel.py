@@ -61,7 +61,8 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
 
         return resolve_model(config.value.path)
     key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
-                                     repr(config.value_training), config.policy.model_dump(), config.seed],
+                                     repr(config.value_training), config.value_targets,
+                                     config.policy.model_dump(), config.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
     if (out / "config.json").is_file():
@@ -72,7 +73,8 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
                         shard=_shard(config, run_id, 0, "bootstrap", "self_consistency"), iteration=0,
                         stage="bootstrap")
     ingest_task(str(config.paths["store"]), [stats["shard"]])
-    return fit_value_task(str(config.paths["store"]), run_id, 0, policy, str(out), config.value_training)["path"]
+    return fit_value_task(str(config.paths["store"]), run_id, 0, policy, str(out), config.value_training,
+                          config.value_targets)["path"]
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str) -> list[dict]:
@@ -153,7 +155,7 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, v
     sft = sft_policy_task(store_path, run_id, iteration, policy, str(models / f"policy-it{iteration}"), config.sft,
                           recipe, config.mix_demos)
     fit = fit_value_task(store_path, run_id, iteration, value, str(models / f"value-it{iteration}"),
-                         config.value_training)
+                         config.value_training, config.value_targets)
     tracking.log_metrics(mlflow_run, {"search/trees": added, "search/generated_tokens": stats["generated_tokens"],
                                       "sft/traces": sft["traces"], "sft/train_loss": sft["train_loss"],
                                       "value/targets": fit["targets"], "value/train_loss": fit["train_loss"]})

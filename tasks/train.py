@@ -33,11 +33,15 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
 
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
-                   settings: ValueSettings) -> dict:
-    """Regress the value model, at every token, on the Monte Carlo values of this run's search trees so far."""
+                   settings: ValueSettings, targets: str = "monte_carlo") -> dict:
+    """Regress the value model, at every token, on step values of this run's search trees so far.
+
+    `targets`: "monte_carlo" (mean outcome below each step) or "math_shepherd_hard" (any correct below).
+    """
+    column = {"monte_carlo": "targets", "math_shepherd_hard": "hard_targets"}[targets]
     _, rows = store.query(
         store_path,
-        "SELECT p.prompt, v.steps, v.targets FROM value_paths v JOIN trees t USING (tree_id) "
+        f"SELECT p.prompt, v.steps, v.{column} FROM value_paths v JOIN trees t USING (tree_id) "
         "JOIN problems p USING (problem_id) WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') "
         "AND t.iteration <= ? ORDER BY v.tree_id, v.leaf_id", [run_id, max_iteration])
     data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, targets, strict=True))]}

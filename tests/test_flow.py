@@ -23,7 +23,7 @@ def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir
         value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
         evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS, later_methods=LATER),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
-        value_training=ValueSettings(max_steps=2, batch_size=8))
+        value_training=ValueSettings(max_steps=2, batch_size=8), value_targets="math_shepherd_hard")
     return config, flywheel(config)
 
 

@@ -205,7 +205,7 @@ def test_preference_pairs_match_python(con, trees):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(forests())
 def test_value_paths_match_python(con, trees):
-    """One row per terminal leaf: its root path's steps in order, each with 2 * soft label - 1."""
+    """One row per terminal leaf: its root path's steps in order, each with 2 * soft label - 1 and +-1 hard."""
     con.execute("DELETE FROM nodes")
     rows = []
     for t, (parents, terminal, correct) in enumerate(trees):
@@ -216,8 +216,8 @@ def test_value_paths_match_python(con, trees):
                   correct[i] if terminal[i] else None) for i in range(len(parents))]
     con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
                     "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    paths = con.execute("SELECT tree_id, leaf_id, steps, targets FROM value_paths").fetchall()
-    got = {(t, leaf): (steps, targets) for t, leaf, steps, targets in paths}
+    paths = con.execute("SELECT tree_id, leaf_id, steps, targets, hard_targets FROM value_paths").fetchall()
+    got = {(t, leaf): (steps, targets, hard) for t, leaf, steps, targets, hard in paths}
     expected = {}
     for t, (parents, terminal, correct) in enumerate(trees):
         below = _expected(parents, terminal, correct)
@@ -228,7 +228,8 @@ def test_value_paths_match_python(con, trees):
                 node = parents[node]
             if is_terminal and path:
                 expected[(f"t{t}", leaf)] = ([f"s{n}\n" for n in path],
-                                             [2 * sum(below[n]) / len(below[n]) - 1 for n in path])
+                                             [2 * sum(below[n]) / len(below[n]) - 1 for n in path],
+                                             [1.0 if any(below[n]) else -1.0 for n in path])
     assert got.keys() == expected.keys()
-    for key, (steps, targets) in expected.items():
-        assert got[key][0] == steps and got[key][1] == pytest.approx(targets)
+    for key, (steps, targets, hard) in expected.items():
+        assert got[key][0] == steps and got[key][1] == pytest.approx(targets) and got[key][2] == hard
