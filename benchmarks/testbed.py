@@ -69,6 +69,7 @@ def main() -> None:
 
 def _figures(config, samples: int) -> dict:
     """Per-seed figures from the flow's trace store."""
+    from problems import select_problems
     from storage import store
 
     store_path = str(config.paths["store"])
@@ -82,22 +83,21 @@ def _figures(config, samples: int) -> dict:
     _, rows = store.query(store_path, "SELECT DISTINCT policy, value_model FROM trees WHERE run_id = ? AND "
                           "iteration = 0 AND stage = 'eval' AND method = 'mcts_alpha'", [run_id])
     policy, value = rows[0]
-    out.update(_headroom(config, policy, samples))
-    out.update(_control(config, policy))
-    out["value_auc"] = _held_out_auc(store_path, run_id, value)
+    problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
+    out.update(_headroom(config, problems, policy, samples))
+    out.update(_control(config, problems, policy))
+    out["value_auc"] = _held_out_auc(store_path, run_id, {p.id: p for p in problems}, value)
     return out
 
 
-def _headroom(config, policy_path: str, n: int) -> dict:
-    """Greedy, pass@n and majority@n of the base policy on the test problems."""
+def _headroom(config, problems, policy_path: str, n: int) -> dict:
+    """pass@n and majority@n of the base policy on the test problems."""
     import torch
 
     from models.hf_policy import TransformersPolicy
-    from problems import select_problems
     from search import SamplingConfig, self_consistency
 
     torch.manual_seed(config.seed)
-    problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     policy = TransformersPolicy.from_pretrained(policy_path, temperature=config.policy.temperature,
                                                 seed=config.seed, max_step_tokens=config.policy.max_step_tokens)
     sampling = SamplingConfig(n=n, max_depth=config.search.max_depth)
@@ -109,7 +109,7 @@ def _headroom(config, policy_path: str, n: int) -> dict:
             "base/maj@n": sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / size}
 
 
-def _control(config, policy_path: str) -> dict:
+def _control(config, problems, policy_path: str) -> dict:
     """Greedy accuracy of a control that fine-tunes like the flywheel, on original demonstrations only.
 
     Each control iteration trains from the previous one with the same SFT settings on as many rows as
@@ -132,24 +132,22 @@ def _control(config, policy_path: str) -> dict:
         rows = random.Random(config.seed * 1000 + i).sample(demos, traces.get(i, 0) + config.mix_demos)
         path = str(config.paths["models"] / "control" / f"policy-it{i}")
         train_policy(previous, rows, path, config.sft)
-        out[f"control{i}/greedy/accuracy"] = _greedy_accuracy(config, path)
+        out[f"control{i}/greedy/accuracy"] = _greedy_accuracy(config, problems, path)
         previous = path
     return out
 
 
-def _greedy_accuracy(config, policy_path: str) -> float:
+def _greedy_accuracy(config, problems, policy_path: str) -> float:
     from models.hf_policy import TransformersPolicy
-    from problems import select_problems
     from search import SamplingConfig, greedy
 
-    problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     policy = TransformersPolicy.from_pretrained(policy_path, max_step_tokens=config.policy.max_step_tokens)
     results = greedy([p.prompt for p in problems], SamplingConfig(max_depth=config.search.max_depth),
                      propose=policy.propose_steps)
     return sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / len(problems)
 
 
-def _held_out_auc(store_path: str, run_id: str, value_path: str) -> float | None:
+def _held_out_auc(store_path: str, run_id: str, problems: dict, value_path: str) -> float | None:
     """AUC of the value model on every prefix of iteration 0's Self-Consistency test trees."""
     from models.metrics import roc_auc
     from models.value import TransformersValue
@@ -157,19 +155,16 @@ def _held_out_auc(store_path: str, run_id: str, value_path: str) -> float | None
     from storage import store
 
     _, rows = store.query(store_path, """
-        SELECT s.state, p.prompt, p.problem_id, p.question, p.gold
+        SELECT s.state, t.problem_id
         FROM node_states s JOIN nodes n USING (tree_id, node_id) JOIN trees t USING (tree_id)
-        JOIN problems p USING (problem_id)
         WHERE t.run_id = ? AND t.iteration = 0 AND t.stage = 'eval' AND t.method = 'self_consistency'
           AND n.parent_id <> -1
         ORDER BY s.tree_id, s.node_id""", [run_id])
-    from problems.base import Problem
-
     labels = []
-    for state, prompt, pid, question, answer in rows:
-        problem = Problem(id=pid, task="arithmetic", question=question, answer=answer, prompt=prompt)
-        labels.append(on_track(problem, state[len(prompt):].splitlines(keepends=True)))
-    scores = TransformersValue(value_path).score([r[0] for r in rows])
+    for state, problem_id in rows:
+        problem = problems[problem_id]
+        labels.append(on_track(problem, state[len(problem.prompt):].splitlines(keepends=True)))
+    scores = TransformersValue(value_path).score([state for state, _ in rows])
     return roc_auc(scores, labels)
 
 

@@ -29,8 +29,7 @@ from tasks.train import fit_value_task, sft_policy_task
 def bootstrap_policy_task(config: FlywheelConfig) -> str:
     """The policy to start from: the configured directory, or the tiny model (trained once, cached)."""
     from models.errors import resolve_model
-    from models.tiny import bootstrap, cached
-    from models.training import planned_steps
+    from models.tiny import bootstrap, bootstrap_steps, cached
     from tasks.progress import bar
 
     if config.policy.path is not None:
@@ -38,8 +37,7 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
     recipe = config.tiny
     if (hit := cached(recipe, config.paths["cache"])) is not None:
         return str(hit)
-    steps = planned_steps(recipe.sft, recipe.n_demos)
-    with bar("bootstrap tiny policy", min(steps, recipe.stop_step or steps)) as update:
+    with bar("bootstrap tiny policy", bootstrap_steps(recipe)) as update:
         return str(bootstrap(recipe, config.paths["cache"], progress=lambda s, _: update(s)))
 
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.training import SFTSettings, train_policy
+from models.training import SFTSettings, planned_steps, train_policy
 from problems.arithmetic import ArithmeticConfig, generate, solution_steps
 
 RECIPE_VERSION = 2
@@ -44,6 +44,12 @@ class TinyRecipe:
             del fields["stop_step"]
         blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def bootstrap_steps(recipe: TinyRecipe) -> int:
+    """Optimizer steps the bootstrap takes (the full schedule, or up to `stop_step`)."""
+    steps = planned_steps(recipe.sft, recipe.n_demos)
+    return min(steps, recipe.stop_step or steps)
 
 
 def demonstrations(recipe: TinyRecipe) -> list[dict]:

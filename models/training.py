@@ -147,9 +147,9 @@ def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, setting
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine",
                                  remove_unused_columns=False)
-        trainer = _quiet(_TokenValueTrainer(model=model, args=args, train_dataset=dataset,
-                                            callbacks=_callbacks(progress),
-                                            data_collator=_pad_collator(model.config.pad_token_id)))
+        trainer = _quiet(_token_value_trainer(model=model, args=args, train_dataset=dataset,
+                                              callbacks=_callbacks(progress),
+                                              data_collator=_pad_collator(model.config.pad_token_id)))
         result = trainer.train()
         _atomic_save(trainer, tokenizer, out_dir)
     return _history(trainer, result, settings)
@@ -188,7 +188,8 @@ def _pad_collator(pad_id: int):
     return collate
 
 
-def _token_value_trainer_class():
+def _token_value_trainer(**kwargs):
+    """A Trainer taking the MSE at every labelled token (class built here: transformers loads lazily)."""
     from transformers import Trainer
 
     class TokenValueTrainer(Trainer):
@@ -203,11 +204,7 @@ def _token_value_trainer_class():
             loss = ((values - labels) ** 2)[keep].mean()
             return (loss, values) if return_outputs else loss
 
-    return TokenValueTrainer
-
-
-def _TokenValueTrainer(**kwargs):  # noqa: N802 - builds the Trainer subclass lazily (transformers import)
-    return _token_value_trainer_class()(**kwargs)
+    return TokenValueTrainer(**kwargs)
 
 
 def _history(trainer, result, settings) -> dict:

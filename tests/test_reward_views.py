@@ -41,6 +41,20 @@ def _expected(parents, terminal, correct):
     return below
 
 
+def _load_forest(con, trees, step_text=lambda i: "") -> None:
+    """Replace the nodes table with `trees` (tree t is "t{t}"; node i's step text is `step_text(i)`)."""
+    con.execute("DELETE FROM nodes")
+    rows = []
+    for t, (parents, terminal, correct) in enumerate(trees):
+        depth = [0] * len(parents)
+        for i in range(1, len(parents)):
+            depth[i] = depth[parents[i]] + 1
+        rows += [(f"t{t}", i, parents[i], depth[i], step_text(i), 0, 0.0, 0, terminal[i],
+                  correct[i] if terminal[i] else None) for i in range(len(parents))]
+    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
+                    "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
     c = store.connect(tmp_path_factory.mktemp("views") / "s.duckdb")
@@ -51,16 +65,7 @@ def con(tmp_path_factory):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(forests())
 def test_mc_targets_and_math_shepherd_match_python(con, trees):
-    con.execute("DELETE FROM nodes")
-    rows = []
-    for t, (parents, terminal, correct) in enumerate(trees):
-        depth = [0] * len(parents)
-        for i in range(1, len(parents)):
-            depth[i] = depth[parents[i]] + 1
-        rows += [(f"t{t}", i, parents[i], depth[i], "", 0, 0.0, 0, terminal[i],
-                  correct[i] if terminal[i] else None) for i in range(len(parents))]
-    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
-                    "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    _load_forest(con, trees)
     labels = con.execute("SELECT tree_id, node_id, soft_label, hard_label, leaves FROM math_shepherd").fetchall()
     shepherd = {(t, n): (soft, hard, leaves) for t, n, soft, hard, leaves in labels}
     mc = defaultdict(list)
@@ -206,16 +211,7 @@ def test_preference_pairs_match_python(con, trees):
 @given(forests())
 def test_value_paths_match_python(con, trees):
     """One row per terminal leaf: its root path's steps in order, each with 2 * soft label - 1 and +-1 hard."""
-    con.execute("DELETE FROM nodes")
-    rows = []
-    for t, (parents, terminal, correct) in enumerate(trees):
-        depth = [0] * len(parents)
-        for i in range(1, len(parents)):
-            depth[i] = depth[parents[i]] + 1
-        rows += [(f"t{t}", i, parents[i], depth[i], f"s{i}\n", 0, 0.0, 0, terminal[i],
-                  correct[i] if terminal[i] else None) for i in range(len(parents))]
-    con.executemany("INSERT INTO nodes (tree_id, node_id, parent_id, depth, step_text, visits, value_sum, tokens, "
-                    "terminal, correct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    _load_forest(con, trees, step_text=lambda i: f"s{i}\n")
     paths = con.execute("SELECT tree_id, leaf_id, steps, targets, hard_targets FROM value_paths").fetchall()
     got = {(t, leaf): (steps, targets, hard) for t, leaf, steps, targets, hard in paths}
     expected = {}
