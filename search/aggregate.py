@@ -43,8 +43,16 @@ def orm_vote(answers: Sequence[str | None], scores: Sequence[float], *,
     return first[max(totals, key=lambda k: totals[k])]
 
 
+def unit(v: float) -> float:
+    """A value in [-1, 1] (the value model's scale) as a probability-like score in [0, 1].
+
+    Votes sum these, and `prod` multiplies them, so both need non-negative scores.
+    """
+    return min(1.0, max(0.0, (v + 1.0) / 2.0))
+
+
 def step_score(step_scores: Sequence[float], how: str) -> float:
-    """One score for a solution from its per-step PRM scores: `last`, `min` or `prod`."""
+    """One score for a solution from its per-step PRM scores: `last`, `min` or `prod` (scores in [0, 1])."""
     if not step_scores:
         raise ValueError("a solution needs at least one step score")
     if how == "last":
@@ -57,3 +65,21 @@ def step_score(step_scores: Sequence[float], how: str) -> float:
             out *= s
         return out
     raise ValueError(f"unknown step aggregation {how!r}; known: last, min, prod")
+
+
+def choose(answers: Sequence[str | None], scores: Sequence[float], how: str, *,
+           key: Callable[[str], str] = str.strip) -> int | None:
+    """Index of the solution a rule picks: `max` (ORM-max), `vote` (ORM-vote: the best-scored solution
+    of the winning answer) or `majority` (the first solution of the most frequent answer)."""
+    if how == "max":
+        answer = orm_max(answers, scores)
+    elif how == "vote":
+        answer = orm_vote(answers, scores, key=key)
+    elif how == "majority":
+        answer = majority_vote(answers, key=key)
+    else:
+        raise ValueError(f"unknown aggregation {how!r}; known: max, vote, majority")
+    if answer is None:
+        return None
+    same = [i for i, a in enumerate(answers) if a is not None and key(a) == key(answer)]
+    return same[0] if how == "majority" else max(same, key=lambda i: scores[i])

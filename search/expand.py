@@ -10,50 +10,50 @@ from search.types import Evaluate, Propose
 
 
 def expand(tree: Tree, node: int, candidates: list[Candidate]) -> list[int]:
-    """Add the non-empty, distinct candidates as children of `node` (TS-LLM priors); return their ids.
+    """Add the non-empty, distinct candidates as children of `node`; return the children they name.
 
-    Every candidate's tokens count towards the tree's budget, dropped ones included. A node whose
-    candidates are all empty becomes a terminal dead end with no answer.
+    The result lists one child per distinct non-empty candidate, in candidate order: a new node, or the
+    existing child with that step (a node expanded twice, as DVTS does with the root, reuses it). New
+    children get TS-LLM priors, exp(mean log-prob) normalised over this expansion's new children.
+    Every candidate's tokens count towards the tree's budget, dropped ones included. A node with no
+    children after its candidates are all empty becomes a terminal dead end with no answer.
     """
     tree.generated_tokens += sum(c.tokens for c in candidates)
-    kept: dict[str, Candidate] = {}
+    named: dict[str, int | Candidate] = {}
     for c in candidates:
-        if c.text.strip() and c.text not in kept and tree.child_with_text(node, c.text) is None:
-            kept[c.text] = c
-    if not kept and not tree.children[node]:
+        if c.text.strip() and c.text not in named:
+            existing = tree.child_with_text(node, c.text)
+            named[c.text] = existing if existing is not None else c
+    new = [c for c in named.values() if isinstance(c, Candidate)]
+    if not named and not tree.children[node]:
         tree.terminal[node] = True
         return []
-    weights = [math.exp(c.logprob) for c in kept.values()]
-    total = sum(weights) or 1.0
-    return [tree.add(node, c.text, tokens=c.tokens, logprob=c.logprob, prior=w / total)
-            for c, w in zip(kept.values(), weights, strict=True)]
+    total = sum(math.exp(c.logprob) for c in new) or 1.0
+    return [c if isinstance(c, int) else tree.add(node, c.text, tokens=c.tokens, logprob=c.logprob,
+                                                  prior=math.exp(c.logprob) / total)
+            for c in named.values()]
 
 
-def expand_batch(requests: list[tuple[Tree, int, bool]], propose: Propose, *, k: int,
+def expand_batch(requests: list[tuple[Tree, int]], propose: Propose, *, k: int,
                  temperature: float | None) -> list[list[int]]:
-    """Expand every (tree, node, forced) request in at most two batched policy calls.
-
-    Ordinary requests get k candidates at `temperature`; forced ones (a tree out of budget that must
-    still finish) get one greedy candidate. Returns the new children of each request, in order.
-    """
-    out: list[list[int]] = [[] for _ in requests]
-    for forced in (False, True):
-        index = [i for i, (_, _, f) in enumerate(requests) if f == forced]
-        if not index:
-            continue
-        kk, temp = (1, 0.0) if forced else (k, temperature)
-        proposals = propose([requests[i][0].state(requests[i][1]) for i in index], kk, temperature=temp)
-        for i, candidates in zip(index, proposals, strict=True):
-            tree, node, _ = requests[i]
-            out[i] = expand(tree, node, candidates)
-    return out
+    """Expand every (tree, node) request with k candidates in one batched policy call."""
+    if not requests:
+        return []
+    proposals = propose([tree.state(node) for tree, node in requests], k, temperature=temperature)
+    return [expand(tree, node, cands) for (tree, node), cands in zip(requests, proposals, strict=True)]
 
 
 def value_new(children: list[tuple[Tree, int]], evaluate: Evaluate) -> None:
-    """Score newly created nodes in one batched value call and record the values on their trees."""
-    if not children:
+    """Score the nodes that have no value yet in one batched value call; record them on their trees."""
+    todo = list({(id(tree), c): (tree, c) for tree, c in children if math.isnan(tree.value[c])}.values())
+    if not todo:
         return
-    values = evaluate([tree.state(c) for tree, c in children])
-    for (tree, c), v in zip(children, values, strict=True):
+    values = evaluate([tree.state(c) for tree, c in todo])
+    for (tree, c), v in zip(todo, values, strict=True):
         tree.value[c] = v
         tree.value_states += 1
+
+
+def over_budget(tree: Tree, budget: int | None) -> bool:
+    """Whether the tree has spent its generated-token budget (None = unlimited)."""
+    return budget is not None and tree.generated_tokens >= budget

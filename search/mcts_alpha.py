@@ -8,9 +8,15 @@ one batched policy call and one batched value call for all of them.
 
     score(c) = Q(c) + P(c) * (ln((N_p + c_base + 1) / c_base) + c_init) * sqrt(N_p) / (1 + N_c)
 
-With a token budget, simulations stop once a tree has generated that many tokens; the remaining
-moves follow the visit counts, and a root that was never expanded is completed greedily (k = 1,
-temperature 0), so a tree exceeds its budget by at most that completion.
+With a token budget, a tree stops expanding once it has generated that many tokens (so it exceeds
+the budget by at most the one expansion that crossed it); the remaining moves follow the visit counts
+through the tree already built. If that walk ends short of an answer, the answer is the best-valued
+answered terminal anywhere in the tree (none if there is none).
+
+Several paths (`paths` > 1): when a path reaches a terminal, the next one starts from the original
+root, reusing the tree with its statistics (`between_paths: keep`) or with visits and backed-up values
+reset (`reset`; nodes and their value estimates stay, so nothing is generated twice). The answer then
+aggregates the paths' answers (majority, value-weighted vote, or the best-valued).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Literal
 
-from search.expand import expand_batch, value_new
+from search.aggregate import choose, unit
+from search.expand import expand_batch, over_budget, value_new
 from search.tree import SearchResult, Tree
 from search.types import Canonical, Evaluate, Propose
 
@@ -39,6 +47,9 @@ class MCTSAlphaConfig:
     dirichlet_alpha: float = 0.3
     dirichlet_frac: float = 0.25
     token_budget: int | None = None
+    paths: int = 1
+    between_paths: Literal["keep", "reset"] = "keep"
+    aggregate: Literal["majority", "vote", "max"] = "majority"
     seed: int = 0
 
 
@@ -83,34 +94,60 @@ class _Run:
     root: int = 0
     sims: int = 0
     chosen: list[int] = field(default_factory=lambda: [0])
+    finished: list[int] = field(default_factory=list)
     done: bool = False
 
 
-def _out_of_budget(run: _Run, config: MCTSAlphaConfig) -> bool:
-    return config.token_budget is not None and run.tree.generated_tokens >= config.token_budget
+def _restart_or_finish(run: _Run, config: MCTSAlphaConfig) -> None:
+    """A path ended at `run.root`: record it, then start the next path from the original root or stop."""
+    tree = run.tree
+    run.finished.append(run.root)
+    if len(run.finished) >= config.paths or over_budget(tree, config.token_budget):
+        run.done = True
+        return
+    if config.between_paths == "reset":  # forget the statistics; keep the nodes (and their values)
+        tree.visits = [0] * len(tree)
+        tree.value_sum = [0.0] * len(tree)
+    run.root, run.chosen, run.sims = 0, [0], 0
 
 
-def _next_request(run: _Run, config: MCTSAlphaConfig) -> tuple[int, bool] | None:
-    """Advance `run` until it needs an expansion: (node, forced greedy?) or None when finished."""
+def _next_request(run: _Run, config: MCTSAlphaConfig) -> int | None:
+    """Advance `run` until it needs an expansion; returns the leaf to expand, or None when finished."""
     tree = run.tree
     while not run.done:
         if tree.terminal[run.root]:
+            _restart_or_finish(run, config)
+        elif over_budget(tree, config.token_budget):
+            while tree.children[run.root] and not tree.terminal[run.root]:
+                run.root = choose_move(tree, run.root, config.tau, run.rng)
+                run.chosen.append(run.root)
+            run.finished.append(run.root)
             run.done = True
-            break
-        if run.sims >= config.simulations or _out_of_budget(run, config):
-            if not tree.children[run.root]:
-                return run.root, True  # out of budget at an unexpanded root: complete greedily
+        elif run.sims >= config.simulations:
             run.root = choose_move(tree, run.root, config.tau, run.rng)
             run.chosen.append(run.root)
             run.sims = 0
-            continue
-        leaf = select_leaf(tree, run.root, config)
-        if tree.terminal[leaf]:
+        else:
+            leaf = select_leaf(tree, run.root, config)
+            if not tree.terminal[leaf]:
+                return leaf
             tree.backup(leaf, tree.value[leaf])
             run.sims += 1
-            continue
-        return leaf, False
     return None
+
+
+def _result(run: _Run, config: MCTSAlphaConfig, canonical: Canonical) -> SearchResult:
+    """One path: its answer, else the best answered terminal anywhere. Several: aggregated."""
+    tree = run.tree
+    if config.paths > 1:
+        ends = [n for n in run.finished if tree.answer[n] is not None]
+        pick = choose([tree.answer[n] for n in ends], [unit(tree.q(n)) for n in ends], config.aggregate,
+                      key=canonical)
+        return SearchResult.at(tree, None if pick is None else ends[pick])
+    best = tree.best_terminal() if tree.answer[run.root] is None else None
+    if best is None:
+        return SearchResult(tree=tree, answer=tree.answer[run.root], chosen=run.chosen)
+    return SearchResult.at(tree, best)
 
 
 def mcts_alpha(prompts: list[str], config: MCTSAlphaConfig, *, propose: Propose, evaluate: Evaluate,
@@ -122,17 +159,17 @@ def mcts_alpha(prompts: list[str], config: MCTSAlphaConfig, *, propose: Propose,
         run.tree.value[0] = v
         run.tree.value_states += 1
     while True:
-        requests = [(run, req) for run in runs if (req := _next_request(run, config)) is not None]
+        requests = [(run, leaf) for run in runs if (leaf := _next_request(run, config)) is not None]
         if not requests:
             break
-        kids = expand_batch([(run.tree, node, forced) for run, (node, forced) in requests], propose,
-                            k=config.k, temperature=config.temperature)
-        for (run, (node, forced)), new in zip(requests, kids, strict=True):
-            if config.root_noise and not forced and node == run.root and new:
-                add_root_noise(run.tree, node, config, run.rng)
+        kids = expand_batch([(run.tree, leaf) for run, leaf in requests], propose, k=config.k,
+                            temperature=config.temperature)
+        for (run, leaf), new in zip(requests, kids, strict=True):
+            if config.root_noise and leaf == run.root and new:
+                add_root_noise(run.tree, leaf, config, run.rng)
         value_new([(run.tree, c) for (run, _), new in zip(requests, kids, strict=True) for c in new], evaluate)
-        for run, (node, _) in requests:
-            v = run.tree.value[node]
-            run.tree.backup(node, 0.0 if math.isnan(v) else v)
+        for run, leaf in requests:
+            v = run.tree.value[leaf]
+            run.tree.backup(leaf, 0.0 if math.isnan(v) else v)
             run.sims += 1
-    return [SearchResult(tree=r.tree, answer=r.tree.answer[r.root], chosen=r.chosen) for r in runs]
+    return [_result(run, config, canonical) for run in runs]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from models.policy import Candidate
 from problems.steps import is_final
-from search.aggregate import majority_vote
+from search.aggregate import choose
 from search.tree import SearchResult, Tree
 from search.types import Canonical, Evaluate, Propose
 
@@ -51,7 +51,22 @@ def _continues(c: Candidate) -> bool:
     return bool(c.text.strip()) and not is_final(c.text)
 
 
-def _tree_of(prompt: str, samples: list[list[Candidate]], max_depth: int) -> tuple[Tree, list[int]]:
+def within_budget(samples: list[list[Candidate]], budget: int | None) -> list[list[Candidate]]:
+    """The first samples whose tokens fit in `budget` (at least one): n = 1, 2, 4, ... from one pool."""
+    if budget is None:
+        return samples
+    used, kept = 0, []
+    for s in samples:
+        cost = sum(c.tokens for c in s)
+        if kept and used + cost > budget:
+            break
+        kept.append(s)
+        used += cost
+    return kept
+
+
+def trie(prompt: str, samples: list[list[Candidate]], max_depth: int) -> tuple[Tree, list[int]]:
+    """The samples as one tree (shared prefixes share nodes); returns it and each sample's last node."""
     tree = Tree(prompt, max_depth=max_depth)
     leaves = []
     for steps in samples:
@@ -68,28 +83,23 @@ def _tree_of(prompt: str, samples: list[list[Candidate]], max_depth: int) -> tup
     return tree, leaves
 
 
+def vote_pool(prompts: list[str], pool: list[list[list[Candidate]]], config: SamplingConfig, *,
+              canonical: Canonical = str.strip) -> list[SearchResult]:
+    """Self-Consistency from a sample pool: majority vote over the samples that fit the budget."""
+    results = []
+    for prompt, samples in zip(prompts, pool, strict=True):
+        tree, leaves = trie(prompt, within_budget(samples, config.token_budget), config.max_depth)
+        pick = choose([tree.answer[leaf] for leaf in leaves], [0.0] * len(leaves), "majority", key=canonical)
+        results.append(SearchResult.at(tree, None if pick is None else leaves[pick]))
+    return results
+
+
 def self_consistency(prompts: list[str], config: SamplingConfig, *, propose: Propose,
                      evaluate: Evaluate | None = None, canonical: Canonical = str.strip) -> list[SearchResult]:
     """Majority vote over the final answers of independent samples."""
-    results = []
-    for prompt, samples in zip(prompts, sample_paths(prompts, propose=propose, n=config.n,
-                                                     temperature=config.temperature,
-                                                     max_depth=config.max_depth), strict=True):
-        if config.token_budget is not None:
-            used, kept = 0, []
-            for s in samples:
-                cost = sum(c.tokens for c in s)
-                if kept and used + cost > config.token_budget:
-                    break
-                kept.append(s)
-                used += cost
-            samples = kept
-        tree, leaves = _tree_of(prompt, samples, config.max_depth)
-        answer = majority_vote([tree.answer[leaf] for leaf in leaves], key=canonical)
-        chosen = next((tree.path(leaf) for leaf in leaves if answer is not None and tree.answer[leaf] is not None
-                       and canonical(tree.answer[leaf]) == canonical(answer)), [])
-        results.append(SearchResult(tree=tree, answer=answer, chosen=chosen))
-    return results
+    pool = sample_paths(prompts, propose=propose, n=config.n, temperature=config.temperature,
+                        max_depth=config.max_depth)
+    return vote_pool(prompts, pool, config, canonical=canonical)
 
 
 def greedy(prompts: list[str], config: SamplingConfig, *, propose: Propose, evaluate: Evaluate | None = None,

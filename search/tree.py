@@ -88,6 +88,18 @@ class Tree:
             self.visits[n] += 1
             self.value_sum[n] += v
 
+    def path_values(self, node: int) -> list[float]:
+        """The value-model scores of the steps on the path to `node` (the root excluded)."""
+        return [self.value[n] for n in self.path(node)[1:]]
+
+    def terminals(self) -> list[int]:
+        """Terminal nodes that state an answer, in creation order."""
+        return [n for n in range(len(self)) if self.terminal[n] and self.answer[n] is not None]
+
+    def best_terminal(self) -> int | None:
+        """The answered terminal node with the highest Q (ties: the first created); None if there is none."""
+        return max(self.terminals(), key=lambda n: -math.inf if math.isnan(self.q(n)) else self.q(n), default=None)
+
     def rows(self) -> list[dict]:
         """The nodes as rows of the trace store's `nodes` table (without tree id and correctness)."""
         return [
@@ -110,3 +122,10 @@ class SearchResult:
     @property
     def generated_tokens(self) -> int:
         return self.tree.generated_tokens
+
+    @classmethod
+    def at(cls, tree: Tree, node: int | None) -> SearchResult:
+        """The result that answers with `node` (its path is the chosen one); no answer when None."""
+        if node is None:
+            return cls(tree=tree, answer=None, chosen=[0])
+        return cls(tree=tree, answer=tree.answer[node], chosen=tree.path(node))

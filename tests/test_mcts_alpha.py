@@ -86,13 +86,27 @@ def test_lockstep_batch_equals_trees_run_alone():
     assert max(len(call) for call in policy.calls) == 3
 
 
-@pytest.mark.parametrize("budget", [10, 20, 25])
-def test_budget_stops_simulations(budget):
+@pytest.mark.parametrize("budget,answer", [(10, None), (20, "2"), (25, "3"), (1000, "2")])
+def test_budget_stops_expansion(budget, answer):
     [result], _, _ = run(simulations=50, token_budget=budget)
-    # simulations stop once the budget is spent; at most one expansion (k=2 x 5 tokens) plus a greedy
-    # completion step (5 tokens) beyond it
-    assert result.generated_tokens <= budget + 2 * 5 + 5
-    assert result.answer is not None
+    # expansion stops once the budget is spent: at most the one expansion (k=2 x 5 tokens) that crossed it
+    assert result.generated_tokens <= budget + 2 * 5
+    # then the moves follow (visits, Q) through the tree built so far:
+    #  10: only the root was expanded; b (Q .6) beats a (.2) and was never expanded -> no answer anywhere;
+    #  20: a was expanded and visited once -> a -> "2";  25: b was expanded too (30 tokens) and ties a on
+    #  visits -> b by Q -> "3".
+    assert result.answer == answer
+    assert result.tree.text[result.chosen[-1]] == ("b\n" if answer is None else f"The answer is {answer}\n")
+
+
+def test_out_of_budget_falls_back_to_the_best_terminal_anywhere():
+    # the walk ends at "a" (higher Q, never expanded); the only answer in the tree is the root's other child
+    policy = ScriptedPolicy({P: [("a\n", -0.1), ("The answer is 7\n", -0.5)]})
+    value = ScriptedValue({"a\n": 0.9, "is 7\n": 0.1})
+    [r] = mcts_alpha([P], MCTSAlphaConfig(simulations=3, k=2, token_budget=10), propose=policy.propose_steps,
+                     evaluate=value.score)
+    assert r.generated_tokens == 10
+    assert r.answer == "7" and r.chosen == [0, 2]
 
 
 def test_sampling_moves_with_temperature_is_seeded():

@@ -1,5 +1,7 @@
 """Greedy and Self-Consistency on a scripted policy, and the aggregation rules."""
 
+import pytest
+
 from models.fakes import ScriptedPolicy
 from search import SamplingConfig, greedy, self_consistency
 from search.aggregate import majority_vote
@@ -79,3 +81,17 @@ def test_roc_auc_by_hand():
     assert roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == pytest.approx(0.75)
     assert roc_auc([0.5, 0.5], [True, False]) == pytest.approx(0.5)  # ties count half
     assert roc_auc([1.0, 2.0], [True, True]) is None
+
+
+def test_choose_returns_the_solution_each_rule_picks():
+    from search.aggregate import choose
+
+    answers, scores = ["3", "4", None, "4", "3"], [0.9, 0.5, 1.0, 0.6, 0.1]
+    assert choose(answers, scores, "max") == 0  # the best-scored answered solution
+    assert choose(answers, scores, "vote") == 3  # "4" wins 1.1 to 1.0; its best-scored solution
+    assert choose(answers, scores, "majority") == 0  # 2-2 tie: the answer seen first, its first solution
+    assert choose(["5", "5"], [0.2, 0.2], "vote") == 0  # equal scores within the answer: the first
+    assert choose([None, None], [1.0, 1.0], "vote") is None
+    assert choose(["07", "7"], [0.1, 0.2], "max", key=lambda a: str(int(a))) == 1
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        choose(["1"], [1.0], "mean")
