@@ -1,4 +1,4 @@
-"""The `treeflow` command: demo (the main job), run --config FILE, sql "QUERY"."""
+"""The `treeflow` command: demo (the main job), run --config FILE, evaluate --budgets ..., sql "QUERY"."""
 
 from __future__ import annotations
 
@@ -23,6 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the flywheel from a YAML config")
     run.add_argument("--config", required=True)
     run.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    ev = sub.add_parser("evaluate", help="every method at the same generated-token budgets; rows to the store "
+                                         "and MLflow, and a PNG of accuracy vs tokens")
+    ev.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+    ev.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    ev.add_argument("--budgets", default="256,512,1024,2048", help="comma-separated tokens per problem")
+    ev.add_argument("--methods", default=None, help="comma-separated (default: the config's evaluation.methods)")
+    ev.add_argument("--seeds", default="0", help="comma-separated sampling seeds")
+    ev.add_argument("--policy", default=None, help="policy model directory or hub id (default: the config's)")
+    ev.add_argument("--value", default=None, help="value model directory or hub id (default: the config's)")
+    ev.add_argument("--test-size", type=int, default=None)
+    ev.add_argument("--plot", default=None, help="PNG path (default: <workdir>/<run id>-accuracy-vs-tokens.png)")
     sql = sub.add_parser("sql", help="query a trace store, read-only")
     sql.add_argument("query")
     sql.add_argument("--store", default="work/traces.duckdb")
@@ -33,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         config = _config(args)
         preflight(config)
         env.configure(config.workdir)
+        if args.command == "evaluate":
+            return _evaluate(config, _ints(args.seeds, "--seeds"), args.plot)
         return _run(config)
     except Exception as e:  # every expected bad input becomes one line and exit 2
         if not _is_bad_input(e):
@@ -61,7 +74,42 @@ def _config(args):
         if args.iterations is not None:
             overrides["iterations"] = args.iterations
         return FlywheelConfig(**overrides)
+    if args.command == "evaluate":
+        return _evaluate_config(args)
     return load_config(args.config, {"workdir": args.workdir} if args.workdir else None)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    from flows.config import ConfigError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _evaluate_config(args):
+    """The evaluation's configuration: a YAML file or the demo defaults, with the command line on top."""
+    from pydantic import ValidationError
+
+    from flows.config import ConfigError, FlywheelConfig, _describe, load_config
+
+    data = (load_config(args.config) if args.config else FlywheelConfig()).model_dump()
+    if args.workdir:
+        data["workdir"] = args.workdir
+    evaluation = data["evaluation"]
+    evaluation["budgets"] = _ints(args.budgets, "--budgets")
+    if args.methods:
+        evaluation["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for key, value in (("policy", args.policy), ("value", args.value)):
+        if value is not None:
+            data[key]["path"] = value
+    if args.test_size is not None:
+        data["task"]["test_size"] = args.test_size
+    try:
+        return FlywheelConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("treeflow evaluate: " + "; ".join(_describe(err) for err in e.errors())) from None
 
 
 def preflight(config) -> None:
@@ -99,6 +147,31 @@ def _run(config) -> int:
 
     console.print(f"wall time {wall / 60:.1f} min; store {Path(config.paths['store'])}; "
                   f"MLflow {tracking_uri(config.paths['mlflow'])}")
+    return 0
+
+
+def _evaluate(config, seeds: list[int], plot: str | None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.evaluate import evaluate
+    from flows.figures import budget_curves
+
+    t0 = time.perf_counter()
+    rows = evaluate(config, seeds, plot)
+    wall = time.perf_counter() - t0
+    out = Table(title=f"treeflow evaluate on {config.task.name}: {config.task.test_size} test problems, "
+                      f"seeds {', '.join(map(str, seeds))} (mean, sd over seeds)")
+    for col in ("method", "budget", "accuracy", "sd", "tokens/problem"):
+        out.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    for method, points in budget_curves(rows).items():
+        for budget, tokens, acc, sd, _ in points:
+            out.add_row(method, "-" if budget is None else str(budget), f"{acc:.1f}%", f"{sd:.1f}",
+                        f"{tokens:.0f}")
+    console = Console(width=max(Console().width, 100))
+    console.print(out)
+    console.print(f"wall time {wall / 60:.1f} min; store {config.paths['store']}; figure "
+                  f"{plot or config.paths['root']}")
     return 0
 
 

@@ -6,11 +6,12 @@ This model is also the Prefect flow's parameter schema (the form in the Prefect 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.tiny import TinyRecipe
 from models.training import SFTSettings, ValueSettings
@@ -52,15 +53,38 @@ class ValueBootstrap(_Strict):
     rollouts: int = Field(8, ge=1)
 
 
-class EvaluationSettings(_Strict):
-    """Every method runs on the same test problems with the same per-problem generated-token budget."""
+Method = Literal["greedy", "self_consistency", "best_of_n_orm", "best_of_n_prm", "beam_prm", "dvts", "bfs_v",
+                 "dfs_v", "mcts_alpha", "mcts_rollout", "mcts_star"]
 
-    methods: list[Literal["greedy", "self_consistency", "mcts_alpha", "bfs_v"]] = [
-        "greedy", "self_consistency", "mcts_alpha"]
-    later_methods: list[Literal["greedy", "self_consistency", "mcts_alpha", "bfs_v"]] | None = Field(
+
+class EvaluationSettings(_Strict):
+    """Every method runs on the same test problems with the same per-problem generated-token budgets."""
+
+    methods: list[Method] = ["greedy", "self_consistency", "mcts_alpha"]
+    later_methods: list[Method] | None = Field(
         None, description="methods evaluated after iterations 1.. (default: all of `methods`)")
     token_budget: int = Field(400, ge=1)
-    max_samples: int = Field(8, ge=1, description="Self-Consistency pool size (truncated to the budget)")
+    budgets: list[int] | None = Field(
+        None, description="evaluate every method at each of these budgets (default: [token_budget])")
+    max_samples: int = Field(8, ge=1, description="Self-Consistency / Best-of-N pool size (cut to the budget)")
+    settings: dict[str, dict] = Field(
+        default_factory=dict, description="per-method settings over the defaults, e.g. {dfs_v: {k: 3}}; "
+                                          "mcts_alpha and bfs_v start from `search` and `bfs_v`")
+
+    @model_validator(mode="after")
+    def _known_settings(self) -> EvaluationSettings:
+        from search import METHODS
+
+        for name, values in self.settings.items():
+            if name not in METHODS:
+                raise ValueError(f"settings: unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+            fields = {f.name for f in dataclasses.fields(METHODS[name][1])}
+            for key in values:
+                if key not in fields:
+                    raise ValueError(f"settings.{name}: unknown key '{key}' (known: {', '.join(sorted(fields))})")
+        if self.budgets is not None and (not self.budgets or min(self.budgets) < 1):
+            raise ValueError("budgets: a non-empty list of positive token counts")
+        return self
 
 
 class FlywheelConfig(_Strict):
@@ -116,3 +140,20 @@ def _describe(err: dict) -> str:
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"unknown key '{where}'"
     return f"'{where}': {err['msg']}"
+
+
+def method_configs(config: FlywheelConfig) -> dict:
+    """Each evaluated method's search configuration (budget unset: the caller sets it per budget)."""
+    from search import METHODS
+
+    base = {"mcts_alpha": config.search, "bfs_v": config.bfs_v}
+    out = {}
+    for name, (_, cls) in METHODS.items():
+        start = base.get(name) or cls()
+        if "n" in {f.name for f in dataclasses.fields(cls)} and name not in ("beam_prm", "dvts"):
+            start = dataclasses.replace(start, n=config.evaluation.max_samples)
+        if name != "greedy" and "max_depth" in {f.name for f in dataclasses.fields(cls)}:
+            start = dataclasses.replace(start, max_depth=config.search.max_depth)
+        out[name] = dataclasses.replace(start, **config.evaluation.settings.get(name, {}))
+    out["greedy"] = dataclasses.replace(out["greedy"], n=1, temperature=0.0, max_depth=config.search.max_depth)
+    return out

@@ -12,12 +12,11 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import replace
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from flows.config import FlywheelConfig
+from flows.config import FlywheelConfig, method_configs
 from search.sampling import SamplingConfig
 from tasks import tracking
 from tasks.search import search_task
@@ -76,28 +75,34 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str) -> list[dict]:
-    budget = config.evaluation.token_budget
-    method_configs = {
-        "greedy": SamplingConfig(n=1, temperature=0.0, max_depth=config.search.max_depth),
-        "self_consistency": SamplingConfig(n=config.evaluation.max_samples, max_depth=config.search.max_depth,
-                                           token_budget=budget),
-        "mcts_alpha": replace(config.search, token_budget=budget),
-        "bfs_v": replace(config.bfs_v, token_budget=budget),
-    }
+    """Every method on the test problems at every budget; one `evaluations` row per (method, budget)."""
+    budgets = config.evaluation.budgets or [config.evaluation.token_budget]
+    configs = method_configs(config)
     methods = config.evaluation.methods
     if iteration > 0 and config.evaluation.later_methods is not None:
         methods = config.evaluation.later_methods
     rows = []
     for method in methods:
-        t0 = time.perf_counter()
         stats = search_task(**_search_kwargs(config, run_id, policy, value), split="test", start=0,
-                            count=config.task.test_size, method=method, method_config=method_configs[method],
+                            count=config.task.test_size, method=method, method_config=configs[method],
                             shard=_shard(config, run_id, iteration, "eval", method), iteration=iteration,
-                            stage="eval")
+                            stage="eval", budgets=budgets)
         ingest_task(str(config.paths["store"]), [stats["shard"]])
-        rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test",
-                                   budget if method != "greedy" else None, time.perf_counter() - t0))
+        for budget, costs in stats["costs"].items():
+            b = None if budget == "None" else int(budget)
+            rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test", b,
+                                       costs["wall_seconds"], seed=config.seed, costs=costs))
     return rows
+
+
+#: the evaluation figures logged to MLflow per method (and budget)
+EVAL_METRICS = ("accuracy", "tokens_per_problem", "value_states_per_problem", "prefill_tokens_per_problem",
+                "value_tokens_per_problem", "value_auc")
+
+
+def metric_key(row: dict, budgets: list[int]) -> str:
+    """MLflow metric prefix of an evaluation row: the method, with its budget when there are several."""
+    return row["method"] if row["budget"] is None or len(budgets) == 1 else f"{row['method']}/b{row['budget']}"
 
 
 @flow(name="flywheel")
@@ -126,15 +131,12 @@ def flywheel(config: FlywheelConfig) -> list[dict]:
                 if iteration > 0:
                     policy, value = _iterate(config, run_id, iteration, policy, value, it_run.info.run_id)
                 mlflow.log_params({"policy": policy, "value": value})
+                budgets = config.evaluation.budgets or [config.evaluation.token_budget]
                 for row in _evaluate(config, run_id, iteration, policy, value):
                     table.append(row)
-                    tracking.log_metrics(it_run.info.run_id, {
-                        f"{row['method']}/accuracy": row["accuracy"],
-                        f"{row['method']}/tokens_per_problem": row["tokens_per_problem"],
-                        f"{row['method']}/value_states_per_problem": row["value_states_per_problem"],
-                        f"{row['method']}/value_auc": row["value_auc"]})
-                    tracking.log_metrics(parent.info.run_id, {f"{row['method']}/accuracy": row["accuracy"]},
-                                         step=iteration)
+                    key = metric_key(row, budgets)
+                    tracking.log_metrics(it_run.info.run_id, {f"{key}/{name}": row[name] for name in EVAL_METRICS})
+                    tracking.log_metrics(parent.info.run_id, {f"{key}/accuracy": row["accuracy"]}, step=iteration)
     return table
 
 

@@ -10,8 +10,8 @@ from search.tree import SearchResult
 
 
 def result_rows(result: SearchResult, problem: Problem, *, tree_id: str, run_id: str, iteration: int,
-                stage: str, split: str, method: str, policy: str | None, value_model: str | None
-                ) -> tuple[dict, list[dict]]:
+                stage: str, split: str, method: str, policy: str | None, value_model: str | None,
+                budget: int | None = None, seed: int = 0) -> tuple[dict, list[dict]]:
     """(tree row, node rows) for one searched problem."""
     tree = result.tree
     nodes = []
@@ -24,7 +24,7 @@ def result_rows(result: SearchResult, problem: Problem, *, tree_id: str, run_id:
         "method": method, "problem_id": problem.id, "policy": policy, "value_model": value_model,
         "answer": result.answer, "correct": problem.check(result.answer),
         "generated_tokens": tree.generated_tokens, "value_states": tree.value_states,
-        "chosen_path": result.chosen,
+        "chosen_path": result.chosen, "budget": budget, "seed": seed,
     }
     return tree_row, nodes
 

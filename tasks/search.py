@@ -1,7 +1,8 @@
-"""Search a slice of problems with one method and write the trees as a Parquet shard."""
+"""Search a slice of problems with one method, at one or more token budgets; write the trees as a shard."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,20 +10,34 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from problems import select_problems
-from search import METHODS
+from search import METHODS, POOLED, UNGUIDED
+from search.sampling import sample_paths
 from storage.store import write_shard
 from storage.traces import problem_row, result_rows
 from tasks.progress import bar
 
-#: methods that call the value model
-VALUE_GUIDED = {"mcts_alpha", "bfs_v"}
+
+def _costs(policy, value) -> dict:
+    out = {f"policy_{k}": v for k, v in policy.stats.as_dict().items()}
+    out.update(value_tokens=value.scored_tokens if value else 0, value_calls=value.calls if value else 0)
+    return out
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: after[k] - before[k] for k in after}
 
 
 def run_search(*, task_name: str, task_options: dict, split: str, start: int, count: int, method: str,
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
-               run_id: str, iteration: int, stage: str) -> dict:
-    """Search problems [start, start + count) of a split; returns the shard path and generation stats."""
+               run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None) -> dict:
+    """Search problems [start, start + count) of a split at every budget (default: the config's own).
+
+    Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
+    n = 1, 2, 4, ... share their samples; every other method runs once per budget. Returns the shard
+    path and, per budget, what it cost: generated tokens, prefill tokens, value tokens, policy and
+    value calls, wall seconds (a pooled method's sampling cost is the pool's, shared by its budgets).
+    """
     import torch
 
     from models.hf_policy import TransformersPolicy
@@ -32,27 +47,52 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     problems = select_problems(task_name, split, start, count, task_options)
     policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
                                                 max_step_tokens=max_step_tokens, max_batch_rows=max_batch_rows)
-    value = TransformersValue(value_path) if value_path and method in VALUE_GUIDED else None
+    value = TransformersValue(value_path) if value_path and method not in UNGUIDED else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)
+    budgets = [None] if method == "greedy" else budgets or [getattr(method_config, "token_budget", None)]
+    costs = {b: None for b in budgets}
     trees, nodes = [], []
+    evaluate = value.score if value else None
+
+    def record(b, before: dict, seconds: float, results, batch) -> None:
+        spent = {**_delta(_costs(policy, value), before), "wall_seconds": seconds}
+        costs[b] = spent if costs[b] is None else {k: costs[b][k] + spent[k] for k in spent}
+        for p, r in zip(batch, results, strict=True):
+            tree_row, node_rows = result_rows(
+                r, p, tree_id=f"{run_id}/{iteration}/{stage}/{method}/b{b}/s{seed}/{p.id}", run_id=run_id,
+                iteration=iteration, stage=stage, split=split, method=method, policy=policy_path,
+                value_model=value_path if value else None, budget=b, seed=seed)
+            trees.append(tree_row)
+            nodes.extend(node_rows)
+
     with bar(f"{stage} it{iteration} {method}", len(problems)) as update:
-        for b in range(0, len(problems), batch_size):
-            batch = problems[b:b + batch_size]
-            results = fn([p.prompt for p in batch], method_config, propose=policy.propose_steps,
-                         evaluate=value.score if value else None, canonical=batch[0].canonical)
-            for p, r in zip(batch, results, strict=True):
-                tree_row, node_rows = result_rows(
-                    r, p, tree_id=f"{run_id}/{iteration}/{stage}/{method}/{p.id}", run_id=run_id,
-                    iteration=iteration, stage=stage, split=split, method=method, policy=policy_path,
-                    value_model=value_path if value else None)
-                trees.append(tree_row)
-                nodes.extend(node_rows)
-            update(b + len(batch))
+        for i in range(0, len(problems), batch_size):
+            batch = problems[i:i + batch_size]
+            prompts, canonical = [p.prompt for p in batch], batch[0].canonical
+            if method in POOLED:
+                before, t0 = _costs(policy, value), time.perf_counter()
+                pool = sample_paths(prompts, propose=policy.propose_steps, n=method_config.n,
+                                    temperature=method_config.temperature, max_depth=method_config.max_depth)
+                pool_cost, pool_seconds = _delta(_costs(policy, value), before), time.perf_counter() - t0
+            for b in budgets:
+                before, t0 = _costs(policy, value), time.perf_counter()
+                config = replace(method_config, token_budget=b) if hasattr(method_config, "token_budget") \
+                    else method_config
+                if method in POOLED:
+                    before = _delta(before, pool_cost)  # charge the pool's cost to every budget
+                    t0 -= pool_seconds
+                    results = POOLED[method](prompts, pool, config, evaluate=evaluate, canonical=canonical)
+                else:
+                    results = fn(prompts, config, propose=policy.propose_steps, evaluate=evaluate,
+                                 canonical=canonical)
+                record(b, before, time.perf_counter() - t0, results, batch)
+            update(i + len(batch))
     path = write_shard(Path(shard), trees=trees, nodes=nodes, problems=[problem_row(p) for p in problems])
-    return {"shard": str(path), **policy.stats.as_dict(),
-            "value_tokens": value.scored_tokens if value else 0}
+    out = {"shard": str(path), "costs": {str(b): c for b, c in costs.items()}, **policy.stats.as_dict(),
+           "value_tokens": value.scored_tokens if value else 0}
+    return out
 
 
 @task(name="search", cache_policy=NONE, persist_result=False)

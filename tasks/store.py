@@ -25,29 +25,41 @@ def record_run_task(store_path: str, run_id: str, kind: str, config: dict) -> No
 
 @task(name="summarize", cache_policy=NONE, persist_result=False)
 def summarize_task(store_path: str, run_id: str, iteration: int, method: str, split: str, budget: int | None,
-                   wall_seconds: float) -> dict:
-    """Accuracy and cost of one method's evaluation trees, recorded in `evaluations`; returns them.
+                   wall_seconds: float, seed: int = 0, costs: dict | None = None) -> dict:
+    """Accuracy and cost of one method's evaluation trees at one budget and seed, recorded in `evaluations`.
 
-    For value-guided methods also the value model's AUC on these held-out trees: how well the values the
-    search recorded rank steps with a correct answer below them above steps without one.
+    `costs` are the search's counters for these trees (prefill and value tokens, policy and value
+    calls). For value-guided methods also the value model's AUC on these held-out trees: how well the
+    values the search recorded rank steps with a correct answer below them above steps without one.
     """
+    where = ("t.run_id = ? AND t.iteration = ? AND t.stage = 'eval' AND t.method = ? "
+             "AND t.budget IS NOT DISTINCT FROM ? AND t.seed = ?")
+    params = [run_id, iteration, method, budget, seed]
+    costs = costs or {}
     with store.connect(store_path) as con:
-        row = con.execute(
+        n, acc, tokens, vstates, policy, value = con.execute(
             "SELECT count(*), avg(correct::INT), avg(generated_tokens), avg(value_states), any_value(policy), "
-            "any_value(value_model) FROM trees WHERE run_id = ? AND iteration = ? AND stage = 'eval' "
-            "AND method = ?", [run_id, iteration, method]).fetchone()
-        n, acc, tokens, vstates, policy, value = row
+            f"any_value(value_model) FROM trees t WHERE {where}", params).fetchone()
+        if not n:
+            raise ValueError(f"no evaluation trees for run {run_id}, iteration {iteration}, method {method}, "
+                             f"budget {budget}, seed {seed}")
         scored = con.execute(
             "SELECT n.value, m.hard_label FROM nodes n JOIN trees t USING (tree_id) "
-            "JOIN math_shepherd m USING (tree_id, node_id) WHERE t.run_id = ? AND t.iteration = ? "
-            "AND t.stage = 'eval' AND t.method = ? AND n.node_id <> 0 AND n.value IS NOT NULL",
-            [run_id, iteration, method]).fetchall()
+            f"JOIN math_shepherd m USING (tree_id, node_id) WHERE {where} AND n.node_id <> 0 "
+            "AND n.value IS NOT NULL", params).fetchall()
         value_auc = roc_auc([v for v, _ in scored], [y for _, y in scored]) if scored else None
-        con.execute("INSERT OR REPLACE INTO evaluations (run_id, iteration, method, split, budget, n_problems, "
-                    "accuracy, tokens_per_problem, value_states_per_problem, policy, value_model, wall_seconds, "
-                    "value_auc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, iteration, method, split, budget, n, acc, tokens, vstates, policy, value,
-                     wall_seconds, value_auc])
-    return {"iteration": iteration, "method": method, "n_problems": n, "accuracy": acc,
-            "tokens_per_problem": tokens, "value_states_per_problem": vstates, "wall_seconds": wall_seconds,
-            "value_auc": value_auc}
+        row = {"run_id": run_id, "iteration": iteration, "method": method, "split": split, "budget": budget,
+               "seed": seed, "n_problems": n, "accuracy": acc, "tokens_per_problem": tokens,
+               "value_states_per_problem": vstates,
+               "prefill_tokens_per_problem": costs.get("policy_prefill_tokens", 0) / n,
+               "value_tokens_per_problem": costs.get("value_tokens", 0) / n,
+               "policy_calls": costs.get("policy_calls", 0), "value_calls": costs.get("value_calls", 0),
+               "policy": policy, "value_model": value, "wall_seconds": wall_seconds, "value_auc": value_auc}
+        con.execute("BEGIN")
+        con.execute("DELETE FROM evaluations WHERE run_id = ? AND iteration = ? AND method = ? AND split = ? "
+                    "AND budget IS NOT DISTINCT FROM ? AND seed = ?",
+                    [run_id, iteration, method, split, budget, seed])
+        con.execute(f"INSERT INTO evaluations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()))
+        con.execute("COMMIT")
+    return row

@@ -17,7 +17,15 @@ def setup(tracking_uri: str | None, artifacts: Path) -> str:
     """Point MLflow at `tracking_uri` (default: the workdir's SQLite file); return the experiment id."""
     import mlflow
 
+    team = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
+    # MLflow also exports the URI as $MLFLOW_TRACKING_URI, which `tracking_uri` reads as a team's server:
+    # put it back, or every later run in this process (the next seed, the next work directory) would
+    # log to this one's store.
+    if team is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = team
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())

@@ -19,6 +19,14 @@ env.configure()
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch):
+    """`mlflow.set_tracking_uri` in a test exports $MLFLOW_TRACKING_URI; undo it after the test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    yield
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One Prefect test harness for the whole session (starting one costs ~15 s)."""

@@ -20,10 +20,14 @@ def test_migrations_on_a_blank_file(tmp_path):
                                       "table_name = 'nodes' ORDER BY ordinal_position").fetchall()]
     assert cols == ["tree_id", "node_id", "parent_id", "depth", "step_text", "prior", "value", "visits",
                     "value_sum", "tokens", "logprob", "terminal", "answer", "correct"]
-    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
+    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,)]
     eval_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                            "table_name = 'evaluations'").fetchall()}
-    assert {"accuracy", "tokens_per_problem", "value_auc"} <= eval_cols
+    assert {"accuracy", "tokens_per_problem", "value_auc", "budget", "seed", "prefill_tokens_per_problem",
+            "value_tokens_per_problem", "policy_calls", "value_calls"} <= eval_cols
+    tree_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                           "table_name = 'trees'").fetchall()}
+    assert {"budget", "seed"} <= tree_cols
     comment = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'nodes'").fetchone()[0]
     assert "root = node 0" in comment
     assert store.migrate(con) == []  # applying again does nothing
@@ -110,5 +114,7 @@ def test_a_store_made_before_a_migration_is_upgraded(tmp_path):
         con.execute("INSERT INTO evaluations (run_id, iteration, method, split, n_problems, accuracy, "
                     "tokens_per_problem, value_states_per_problem) VALUES ('r', 0, 'greedy', 'test', 1, 1, 5, 0)")
     with store.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
-        assert con.execute("SELECT accuracy, value_auc FROM evaluations").fetchall() == [(1.0, None)]
+        assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,)]
+        # migration 3 rebuilds `evaluations` (budget and seed per row): the old rows come along
+        assert con.execute("SELECT method, accuracy, value_auc, budget, seed, value_calls FROM evaluations"
+                           ).fetchall() == [("greedy", 1.0, None, None, 0, None)]
