@@ -9,8 +9,9 @@ small tiny model first (about a minute), so the numbers are reproducible anywher
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
+
+from _common import small_policy
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     from models.hf_policy import TransformersPolicy
     from problems.arithmetic import generate, solution_steps
 
-    policy_dir = args.policy or _small_policy()
+    policy_dir = args.policy or small_policy()
     problems = generate(args.prefixes, split="test")
     # prefixes of realistic depth: prompt plus the first one or two reference steps
     prefixes = [p.prompt + "".join(solution_steps(p)[: i % 3]) for i, p in enumerate(problems)]
@@ -50,15 +51,3 @@ def main() -> None:
             mode = "reuse" if reuse else "recompute"
             print(f"{k:>3} {mode:>10} {rates[reuse]:>10.0f} {policy.stats.prefill_tokens:>12} {dt:>8.2f}")
         print(f"{k:>3} {'speed-up':>10} {rates[True] / rates[False]:>10.2f}x")
-
-
-def _small_policy() -> str:
-    from models.tiny import TinyRecipe, bootstrap
-    from models.training import SFTSettings
-
-    recipe = TinyRecipe(n_demos=4096, sft=SFTSettings(epochs=1, learning_rate=2e-3, batch_size=64, max_length=64))
-    return str(bootstrap(recipe, tempfile.gettempdir() + "/treeflow-bench-cache"))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,9 @@
 
 Each prefix is prefilled once; its cache is repeated k times and the k children are sampled from it,
 instead of prefilling k copies (`reuse_prefix_cache=False` does that, for comparison and tests).
-Generation stops per row at the first token whose text contains a newline, or at EOS.
+Generation stops per row at the first token whose text contains a newline, or at EOS. Once fewer than
+`compact_below` of the rows still decode, the finished ones are dropped from the batch and its cache
+(1.0: always, 0.0: never), so short steps stop costing compute while long ones finish.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TransformersPolicy:
     max_step_tokens: int = 32
     max_batch_rows: int = 512
     reuse_prefix_cache: bool = True
+    compact_below: float = 0.75
     seed: int = 0
     stats: GenerationStats = field(default_factory=GenerationStats)
 
@@ -94,28 +97,33 @@ class TransformersPolicy:
             logits, mask, positions = (t.repeat_interleave(k, dim=0) for t in (logits, mask, positions))
         rows = logits.shape[0]
         next_pos = positions[:, -1:] + 1
+        tokens = torch.full((rows, self.max_step_tokens), self.pad_id, device=self.device)
+        logps = torch.zeros((rows, self.max_step_tokens), device=self.device)
+        alive = torch.arange(rows, device=self.device)  # the original row of each row still in the batch
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)
-        tokens, logps = [], []
-        for _ in range(self.max_step_tokens):
-            logprobs = torch.log_softmax(logits, dim=-1)
+        for t in range(self.max_step_tokens):
             if temperature <= 0:
                 tok = logits.argmax(-1)
             else:
                 probs = torch.softmax(logits / temperature, dim=-1).cpu()
                 tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1).to(self.device)
-            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
-            tokens.append(tok)
-            logps.append(torch.where(done, torch.zeros_like(tok, dtype=logits.dtype),
-                                     logprobs.gather(1, tok[:, None]).squeeze(1)))
+            live = ~done
+            tokens[alive[live], t] = tok[live]
+            logps[alive[live], t] = torch.log_softmax(logits[live], dim=-1).gather(1, tok[live, None]).squeeze(1)
             done = done | torch.isin(tok, self.stop_ids)
-            if bool(done.all()):
+            if bool(done.all()) or t == self.max_step_tokens - 1:
                 break
+            if float((~done).float().mean()) < self.compact_below:  # drop finished rows from the batch
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                alive, tok, mask, next_pos, done = alive[keep], tok[keep], mask[keep], next_pos[keep], done[keep]
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
                              past_key_values=cache, use_cache=True)
             self.stats.forward_passes += 1
             cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :].float(), next_pos + 1
-        return self._candidates(torch.stack(tokens, 1), torch.stack(logps, 1), k)
+        return self._candidates(tokens, logps, k)
 
     def _candidates(self, tokens: torch.Tensor, logps: torch.Tensor, k: int) -> list[list[Candidate]]:
         stop = set(self.stop_ids.tolist())

@@ -12,9 +12,17 @@ from models.errors import resolve_model
 
 
 class TransformersValue:
-    """A value model directory as a `ValueModel`; counts the tokens it scores."""
+    """A value model directory as a `ValueModel`; counts the tokens it scores.
 
-    def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256) -> None:
+    Search scores a node's children together, and they share everything but their last step. With
+    `reuse_prefix_cache` (the default) `score` runs each distinct prefix through the backbone once and
+    only the last steps on top of its KV cache, as the policy does for sampling. It falls back to
+    scoring whole states wherever that would not give the same tokens (a tokenizer that merges across
+    the step boundary) or would not save work (no prefix shared by two states).
+    """
+
+    def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256,
+                 reuse_prefix_cache: bool = True) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(path)
@@ -24,6 +32,7 @@ class TransformersValue:
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", max_length)
         self.batch_size, self.max_length = batch_size, min(max_length, limit)
+        self.reuse_prefix_cache = reuse_prefix_cache and hasattr(self.model, "score")
         self.scored_tokens = 0
         self.calls = 0
 
@@ -32,9 +41,68 @@ class TransformersValue:
         """One scalar per state."""
         values: list[float] = []
         for start in range(0, len(states), self.batch_size):
-            enc = self.tokenizer(states[start:start + self.batch_size], add_special_tokens=False,
-                                 padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-            self.scored_tokens += int(enc["attention_mask"].sum())
-            values.extend(self.model(**enc).logits[:, 0].float().tolist())
+            chunk = states[start:start + self.batch_size]
+            values.extend(self._score_shared(chunk) if self.reuse_prefix_cache else self._score_whole(chunk))
         self.calls += 1
         return values
+
+    def _score_whole(self, states: list[str]) -> list[float]:
+        enc = self.tokenizer(states, add_special_tokens=False, padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        self.scored_tokens += int(enc["attention_mask"].sum())
+        return self.model(**enc).logits[:, 0].float().tolist()
+
+    def _score_shared(self, states: list[str]) -> list[float]:
+        cuts = [s.rstrip("\n").rfind("\n") + 1 for s in states]  # the last step starts after this
+        prefixes = [s[:c] for s, c in zip(states, cuts, strict=True)]
+        steps = [s[c:] for s, c in zip(states, cuts, strict=True)]
+        tok = self.tokenizer
+        whole = tok(states, add_special_tokens=False)["input_ids"]
+        unique = list(dict.fromkeys(prefixes))
+        pre_ids = dict(zip(unique, tok(unique, add_special_tokens=False)["input_ids"], strict=True))
+        step_ids = tok(steps, add_special_tokens=False)["input_ids"]
+        shared = [i for i, (p, st, w) in enumerate(zip(prefixes, step_ids, whole, strict=True))
+                  if p and st and pre_ids[p] + st == w and len(w) <= self.max_length]
+        if len({prefixes[i] for i in shared}) >= len(shared):  # nothing shared: whole states are cheaper
+            return self._score_whole(states)
+        out = [0.0] * len(states)
+        rest = sorted(set(range(len(states))) - set(shared))
+        if rest:
+            for i, v in zip(rest, self._score_whole([states[i] for i in rest]), strict=True):
+                out[i] = v
+        for i, v in zip(shared, self._score_split([pre_ids[prefixes[i]] for i in shared],
+                                                  [step_ids[i] for i in shared]), strict=True):
+            out[i] = v
+        return out
+
+    def _score_split(self, prefix_ids: list[list[int]], step_ids: list[list[int]]) -> list[float]:
+        """Scores of prefix + step: each distinct prefix prefilled once, its cache gathered per row."""
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        keys = list(dict.fromkeys(tuple(p) for p in prefix_ids))
+        index = {k: r for r, k in enumerate(keys)}
+        width = max(len(k) for k in keys)
+        pre = torch.full((len(keys), width), pad)
+        pre_mask = torch.zeros((len(keys), width), dtype=torch.long)
+        for r, k in enumerate(keys):  # left-padded, so every prefix ends at the same column
+            pre[r, width - len(k):] = torch.tensor(k)
+            pre_mask[r, width - len(k):] = 1
+        base = self.model.base_model
+        out = base(input_ids=pre, attention_mask=pre_mask, position_ids=(pre_mask.cumsum(-1) - 1).clamp(min=0),
+                   use_cache=True)
+        row = torch.tensor([index[tuple(p)] for p in prefix_ids])
+        cache = out.past_key_values
+        cache.batch_select_indices(row)
+        steps_w = max(len(s) for s in step_ids)
+        step = torch.full((len(step_ids), steps_w), pad)
+        step_mask = torch.zeros((len(step_ids), steps_w), dtype=torch.long)
+        for r, s in enumerate(step_ids):  # right-padded: each row's last real token is at len - 1
+            step[r, :len(s)] = torch.tensor(s)
+            step_mask[r, :len(s)] = 1
+        lengths = pre_mask[row].sum(-1, keepdim=True)
+        positions = lengths + torch.arange(steps_w)[None, :]
+        hidden = base(input_ids=step, attention_mask=torch.cat([pre_mask[row], step_mask], dim=1),
+                      position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+        last = hidden[torch.arange(len(step_ids)), step_mask.sum(-1) - 1]
+        self.scored_tokens += int(pre_mask.sum()) + int(step_mask.sum())
+        return self.model.score(last)[:, 0].float().tolist()

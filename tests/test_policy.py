@@ -40,6 +40,24 @@ def test_sampled_children_reuse_the_cache_and_match_recompute_with_the_same_seed
     assert [[c.text for c in row] for row in a] == [[c.text for c in row] for row in b]
 
 
+def test_dropping_finished_rows_from_the_batch_changes_nothing_but_the_work(tiny_policy_dir):
+    # prefixes of different depths, so their steps end at different tokens
+    prefixes = PROMPTS + [p + "1+1=2 (left: +3)\n" for p in PROMPTS] + ["Q: 5\n"]
+    out = {}
+    for compact in (0.0, 0.75, 1.0):  # never, the default, after every finished row
+        policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), compact_below=compact)
+        cands = policy.propose_steps(prefixes, 3, temperature=0.0)
+        out[compact] = ([[(c.text, c.tokens) for c in row] for row in cands],
+                        [c.logprob for row in cands for c in row], policy.stats.generated_tokens)
+    for compact in (0.75, 1.0):
+        assert out[compact][0] == out[0.0][0] and out[compact][2] == out[0.0][2]
+        assert out[compact][1] == pytest.approx(out[0.0][1], abs=1e-4)
+    assert len({n for row in out[0.0][0] for _, n in row}) > 1  # the steps did end at different lengths
+    sampled = [TransformersPolicy.from_pretrained(str(tiny_policy_dir), seed=3).propose_steps(prefixes, 4)
+               for _ in range(2)]
+    assert [[c.text for c in r] for r in sampled[0]] == [[c.text for c in r] for r in sampled[1]]
+
+
 def test_batching_across_prefixes_matches_one_at_a_time(tiny_policy_dir):
     batched = TransformersPolicy.from_pretrained(str(tiny_policy_dir))
     single = TransformersPolicy.from_pretrained(str(tiny_policy_dir))

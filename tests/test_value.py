@@ -58,3 +58,27 @@ def test_stop_step_ends_the_bootstrap_early_and_names_its_own_cache(tmp_path, ti
     path = bootstrap(early, tmp_path)
     assert path.parent.name == f"tiny-{early.digest()}"
     assert json.loads((path / "treeflow_recipe.json").read_text())["steps"] == 3
+
+
+def test_shared_prefix_scoring_equals_scoring_whole_states(tmp_path, tiny_policy_dir):
+    """Children of one node are scored on their parent's KV cache: same values, fewer tokens computed."""
+    from models.value import TransformersValue
+
+    out = tmp_path / "value"
+    rows = [{"text": f"Q: {a}+{a}\n{a}+{a}={2 * a}\n", "target": 1.0 - (a % 3)} for a in range(12)]
+    train_value(tiny_policy_dir, rows, out, ValueSettings(max_steps=2, batch_size=8))
+    parents = ["Q: 3+4*2\n", "Q: 12-5+9\n12-5=7 (left: +9)\n", "Q: 1+1\n"]
+    children = ["3+4=7 (left: *2)\n", "3+4=8 (left: *2)\n", "The answer is 14\n", "7+9=16\n", "7+9=15\n",
+                "The answer is 2"]  # the last one stopped without a newline
+    states = [p + c for p in parents for c in children]
+    whole = TransformersValue(str(out), reuse_prefix_cache=False)
+    shared = TransformersValue(str(out))
+    assert shared.score(states) == pytest.approx(whole.score(states), abs=1e-5)
+    n = lambda text: len(shared.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    assert whole.scored_tokens == sum(n(s) for s in states)
+    assert shared.scored_tokens == sum(n(p) for p in parents) + len(parents) * sum(n(c) for c in children)
+    # states that share nothing (roots, different prompts) go the plain way: same tokens, same values
+    roots = list(parents)
+    shared.scored_tokens = whole.scored_tokens = 0
+    assert shared.score(roots) == pytest.approx(whole.score(roots), abs=1e-6)
+    assert shared.scored_tokens == whole.scored_tokens
