@@ -59,10 +59,12 @@ def _is_bad_input(e: Exception) -> bool:
 
     from flows.config import ConfigError
     from models.errors import ModelDirError
+    from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.store import ShardError
 
-    bad = (ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError, duckdb.Error)
+    bad = (BackendUnavailable, ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError,
+           duckdb.Error)
     return isinstance(e, bad)
 
 
@@ -120,6 +122,10 @@ def preflight(config) -> None:
     for path in (config.policy.path, config.value.path):
         if path is not None:
             resolve_model(path)
+    if config.policy.backend == "vllm":
+        from models.vllm_policy import require_vllm
+
+        require_vllm()
     select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     select_problems(config.task.name, "train", 0, 1, config.task.options)
 

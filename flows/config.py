@@ -43,6 +43,9 @@ class PolicySettings(_Strict):
     temperature: float = Field(0.7, ge=0.0)
     max_step_tokens: int = Field(24, ge=1)
     max_batch_rows: int = Field(512, ge=1)
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
+    device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ...")
 
 
 class ValueBootstrap(_Strict):

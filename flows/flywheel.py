@@ -42,7 +42,8 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
 
 def _search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str | None) -> dict:
     return dict(task_name=config.task.name, task_options=config.task.options, policy_path=policy,
-                value_path=value, temperature=config.policy.temperature,
+                value_path=value, temperature=config.policy.temperature, backend=config.policy.backend,
+                device=config.policy.device,
                 max_step_tokens=config.policy.max_step_tokens, max_batch_rows=config.policy.max_batch_rows,
                 batch_size=config.batch_size, seed=config.seed, run_id=run_id)
 
@@ -59,7 +60,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
         return resolve_model(config.value.path)
     key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
                                      repr(config.value_training), config.value_targets,
-                                     config.policy.model_dump(), config.seed],
+                                     config.policy.model_dump(exclude={"backend", "device"}), config.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
     if (out / "config.json").is_file():

@@ -22,13 +22,14 @@ class TransformersValue:
     """
 
     def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256,
-                 reuse_prefix_cache: bool = True) -> None:
+                 reuse_prefix_cache: bool = True, device: str = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.truncation_side = "left"
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.device = self.model.device
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", max_length)
         self.batch_size, self.max_length = batch_size, min(max_length, limit)
@@ -48,7 +49,7 @@ class TransformersValue:
 
     def _score_whole(self, states: list[str]) -> list[float]:
         enc = self.tokenizer(states, add_special_tokens=False, padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+                             max_length=self.max_length, return_tensors="pt").to(self.device)
         self.scored_tokens += int(enc["attention_mask"].sum())
         return self.model(**enc).logits[:, 0].float().tolist()
 
@@ -88,9 +89,10 @@ class TransformersValue:
             pre[r, width - len(k):] = torch.tensor(k)
             pre_mask[r, width - len(k):] = 1
         base = self.model.base_model
+        pre, pre_mask = pre.to(self.device), pre_mask.to(self.device)
         out = base(input_ids=pre, attention_mask=pre_mask, position_ids=(pre_mask.cumsum(-1) - 1).clamp(min=0),
                    use_cache=True)
-        row = torch.tensor([index[tuple(p)] for p in prefix_ids])
+        row = torch.tensor([index[tuple(p)] for p in prefix_ids], device=self.device)
         cache = out.past_key_values
         cache.batch_select_indices(row)
         steps_w = max(len(s) for s in step_ids)
@@ -99,10 +101,11 @@ class TransformersValue:
         for r, s in enumerate(step_ids):  # right-padded: each row's last real token is at len - 1
             step[r, :len(s)] = torch.tensor(s)
             step_mask[r, :len(s)] = 1
+        step, step_mask = step.to(self.device), step_mask.to(self.device)
         lengths = pre_mask[row].sum(-1, keepdim=True)
-        positions = lengths + torch.arange(steps_w)[None, :]
+        positions = lengths + torch.arange(steps_w, device=self.device)[None, :]
         hidden = base(input_ids=step, attention_mask=torch.cat([pre_mask[row], step_mask], dim=1),
                       position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
-        last = hidden[torch.arange(len(step_ids)), step_mask.sum(-1) - 1]
+        last = hidden[torch.arange(len(step_ids), device=self.device), step_mask.sum(-1) - 1]
         self.scored_tokens += int(pre_mask.sum()) + int(step_mask.sum())
         return self.model.score(last)[:, 0].float().tolist()

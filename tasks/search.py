@@ -30,7 +30,8 @@ def _delta(after: dict, before: dict) -> dict:
 def run_search(*, task_name: str, task_options: dict, split: str, start: int, count: int, method: str,
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
-               run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None) -> dict:
+               run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
+               backend: str = "transformers", device: str = "cpu") -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
@@ -45,9 +46,14 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
 
     torch.manual_seed(seed)
     problems = select_problems(task_name, split, start, count, task_options)
-    policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
-                                                max_step_tokens=max_step_tokens, max_batch_rows=max_batch_rows)
-    value = TransformersValue(value_path) if value_path and method not in UNGUIDED else None
+    if backend == "vllm":
+        from models.vllm_policy import VLLMPolicy
+
+        policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens)
+    else:
+        policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed, device=device,
+                                                    max_step_tokens=max_step_tokens, max_batch_rows=max_batch_rows)
+    value = TransformersValue(value_path, device=device) if value_path and method not in UNGUIDED else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)

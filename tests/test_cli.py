@@ -82,3 +82,8 @@ def test_the_testbed_config_is_valid_and_stops_its_bootstrap_early():
     config = load_config(Path(__file__).parents[1] / "configs" / "testbed.yaml")
     assert config.tiny.stop_step is not None and config.iterations == 3
     assert config.evaluation.later_methods == ["greedy"]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path, capsys):
+    _fails(tmp_path, capsys, "policy:\n  backend: vllm\n", "pip install vllm")
