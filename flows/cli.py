@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--value", default=None, help="value model directory or hub id (default: the config's)")
     ev.add_argument("--test-size", type=int, default=None)
     ev.add_argument("--plot", default=None, help="PNG path (default: <workdir>/<run id>-accuracy-vs-tokens.png)")
+    plot = sub.add_parser("plot", help="redraw an evaluation's accuracy-vs-tokens PNG from the trace store")
+    plot.add_argument("run", help="the evaluation's run id")
+    plot.add_argument("--store", default="work/traces.duckdb")
+    plot.add_argument("--out", required=True, help="PNG path")
+    plot.add_argument("--title", default=None)
     sql = sub.add_parser("sql", help="query a trace store, read-only")
     sql.add_argument("query")
     sql.add_argument("--store", default="work/traces.duckdb")
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sql":
             return _sql(args.store, args.query)
+        if args.command == "plot":
+            return _plot(args.store, args.run, args.out, args.title)
         config = _config(args)
         preflight(config)
         env.configure(config.workdir)
@@ -58,12 +65,13 @@ def _is_bad_input(e: Exception) -> bool:
     import duckdb
 
     from flows.config import ConfigError
+    from flows.figures import MissingRun
     from models.errors import ModelDirError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.store import ShardError
 
-    bad = (BackendUnavailable, ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError,
+    bad = (BackendUnavailable, MissingRun, ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError,
            duckdb.Error)
     return isinstance(e, bad)
 
@@ -178,6 +186,18 @@ def _evaluate(config, seeds: list[int], plot: str | None) -> int:
     console.print(out)
     console.print(f"wall time {wall / 60:.1f} min; store {config.paths['store']}; figure "
                   f"{plot or config.paths['root']}")
+    return 0
+
+
+def _plot(store_path: str, run_id: str, out: str, title: str | None) -> int:
+    from flows.figures import evaluation_rows, plot_accuracy_vs_tokens
+
+    rows = evaluation_rows(store_path, run_id)
+    seeds = len({r["seed"] for r in rows})
+    title = title or (f"{run_id}: accuracy vs generated tokens ({seeds} seed{'s' * (seeds > 1)}, "
+                      f"{rows[0]['n_problems']} problems)")
+    path = plot_accuracy_vs_tokens(rows, out, title)
+    print(path)
     return 0
 
 

@@ -28,11 +28,15 @@ def plot_accuracy_vs_tokens(rows: list[dict], path: str | Path, title: str) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for method, points in budget_curves(rows).items():
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("tab20").colors
+    for i, (method, points) in enumerate(budget_curves(rows).items()):
         _, xs, ys, es, _ = zip(*points, strict=True)
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
+        color = colors[(2 * i) % 20 + (i >= 10)]
+        ax.errorbar(xs, ys, yerr=es, marker="osD^v<>ph*XP"[i % 12], capsize=3, label=method, color=color,
                     linestyle="-" if len(points) > 1 else "none")
+        if len(points) == 1:  # an unbudgeted method (greedy): a reference line across the plot
+            ax.axhline(ys[0], color=color, linestyle=":", linewidth=1)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("generated tokens per problem (every sampled candidate)")
     ax.set_ylabel("accuracy (%)")
@@ -46,3 +50,18 @@ def plot_accuracy_vs_tokens(rows: list[dict], path: str | Path, title: str) -> P
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+class MissingRun(LookupError):
+    """A run id the trace store has no evaluations for."""
+
+
+def evaluation_rows(store_path: str | Path, run_id: str) -> list[dict]:
+    """The `evaluations` rows of one run, as dicts (for re-plotting an evaluation from its store)."""
+    from storage.store import query
+
+    columns, rows = query(store_path, "SELECT * FROM evaluations WHERE run_id = ? ORDER BY method, budget, seed",
+                          [run_id])
+    if not rows:
+        raise MissingRun(f"{store_path}: no evaluations for run '{run_id}'")
+    return [dict(zip(columns, r, strict=True)) for r in rows]

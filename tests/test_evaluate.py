@@ -91,3 +91,13 @@ def test_bad_arguments_exit_2_before_anything_is_written(tmp_path, capsys, args,
     err = capsys.readouterr().err
     assert err.startswith("treeflow: error:") and message in err, err
     assert not (tmp_path / "w").exists()
+
+
+def test_plot_redraws_an_evaluation_from_the_store(evaluated, tmp_path, capsys):
+    _, work, _ = evaluated
+    out = tmp_path / "again.png"
+    assert main(["plot", "ev", "--store", str(work / "traces.duckdb"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", "no-such-run", "--store", str(work / "traces.duckdb"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "no evaluations for run 'no-such-run'" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
