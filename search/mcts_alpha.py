@@ -14,9 +14,10 @@ through the tree already built. If that walk ends short of an answer, the answer
 answered terminal anywhere in the tree (none if there is none).
 
 Several paths (`paths` > 1): when a path reaches a terminal, the next one starts from the original
-root, reusing the tree with its statistics (`between_paths: keep`) or with visits and backed-up values
-reset (`reset`; nodes and their value estimates stay, so nothing is generated twice). The answer then
-aggregates the paths' answers (majority, value-weighted vote, or the best-valued).
+root, reusing the tree with its statistics (`between_paths: keep`), with visits and backed-up values
+reset (`reset`; nodes and their value estimates stay, so nothing is generated twice), or on a fresh
+tree (`clear`: every path searches from scratch; the stored tree is the union of the paths' trees). The
+answer then aggregates the paths' answers (majority, value-weighted vote, or the best-valued).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class MCTSAlphaConfig:
     dirichlet_frac: float = 0.25
     token_budget: int | None = None
     paths: int = 1
-    between_paths: Literal["keep", "reset"] = "keep"
+    between_paths: Literal["keep", "reset", "clear"] = "keep"
     aggregate: Literal["majority", "vote", "max"] = "majority"
     seed: int = 0
 
@@ -96,6 +97,7 @@ class _Run:
     chosen: list[int] = field(default_factory=lambda: [0])
     finished: list[int] = field(default_factory=list)
     done: bool = False
+    archive: Tree | None = None  # the union of the cleared trees of earlier paths (`clear`)
 
 
 def _restart_or_finish(run: _Run, config: MCTSAlphaConfig) -> None:
@@ -108,13 +110,28 @@ def _restart_or_finish(run: _Run, config: MCTSAlphaConfig) -> None:
     if config.between_paths == "reset":  # forget the statistics; keep the nodes (and their values)
         tree.visits = [0] * len(tree)
         tree.value_sum = [0.0] * len(tree)
+    elif config.between_paths == "clear":  # a fresh tree; its counters carry on
+        _archive(run)
+        fresh = Tree(tree.prompt, max_depth=tree.max_depth, generated_tokens=tree.generated_tokens,
+                     value_states=tree.value_states)
+        fresh.value[0] = tree.value[0]
+        run.tree = fresh
     run.root, run.chosen, run.sims = 0, [0], 0
+
+
+def _archive(run: _Run) -> None:
+    """Fold the current tree into the archive; the current path's finished node gets its archive id."""
+    if run.archive is None:
+        run.archive = run.tree
+        return
+    ids = run.archive.merge(run.tree)
+    run.finished[-1] = ids[run.finished[-1]]
 
 
 def _next_request(run: _Run, config: MCTSAlphaConfig) -> int | None:
     """Advance `run` until it needs an expansion; returns the leaf to expand, or None when finished."""
-    tree = run.tree
     while not run.done:
+        tree = run.tree
         if tree.terminal[run.root]:
             _restart_or_finish(run, config)
         elif over_budget(tree, config.token_budget):
@@ -138,6 +155,10 @@ def _next_request(run: _Run, config: MCTSAlphaConfig) -> int | None:
 
 def _result(run: _Run, config: MCTSAlphaConfig, canonical: Canonical) -> SearchResult:
     """One path: its answer, else the best answered terminal anywhere. Several: aggregated."""
+    if run.archive is not None:  # `clear`: answer on the union of the paths' trees
+        if run.tree is not run.archive:
+            _archive(run)
+        run.tree = run.archive
     tree = run.tree
     if config.paths > 1:
         ends = [n for n in run.finished if tree.answer[n] is not None]

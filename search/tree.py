@@ -100,6 +100,27 @@ class Tree:
         """The answered terminal node with the highest Q (ties: the first created); None if there is none."""
         return max(self.terminals(), key=lambda n: -math.inf if math.isnan(self.q(n)) else self.q(n), default=None)
 
+    def merge(self, other: Tree) -> list[int]:
+        """Add `other`'s nodes (a tree of the same prompt) to this one; returns each of its nodes' ids here.
+
+        A node with the same parent and step is the same node: visits and backed-up values add up, the
+        first value estimate stays. Token and value counters are taken from `other`, whose counts are
+        cumulative (a search that clears its tree carries them over).
+        """
+        ids = [0]
+        for n in range(len(other)):
+            if n:
+                m = self.child_with_text(ids[other.parent[n]], other.text[n])
+                if m is None:
+                    m = self.add(ids[other.parent[n]], other.text[n], tokens=other.tokens[n],
+                                 logprob=other.logprob[n], prior=other.prior[n])
+                    self.value[m], self.terminal[m] = other.value[n], other.terminal[n]
+                ids.append(m)
+            self.visits[ids[n]] += other.visits[n]
+            self.value_sum[ids[n]] += other.value_sum[n]
+        self.generated_tokens, self.value_states = other.generated_tokens, other.value_states
+        return ids
+
     def rows(self) -> list[dict]:
         """The nodes as rows of the trace store's `nodes` table (without tree id and correctness)."""
         return [

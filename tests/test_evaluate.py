@@ -98,6 +98,7 @@ def test_plot_redraws_an_evaluation_from_the_store(evaluated, tmp_path, capsys):
     out = tmp_path / "again.png"
     assert main(["plot", "ev", "--store", str(work / "traces.duckdb"), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["plot", "no-such-run", "--store", str(work / "traces.duckdb"), "--out", str(tmp_path / "x.png")]) == 2
+    missing = ["plot", "no-such-run", "--store", str(work / "traces.duckdb"), "--out", str(tmp_path / "x.png")]
+    assert main(missing) == 2
     assert "no evaluations for run 'no-such-run'" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

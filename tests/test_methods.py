@@ -176,6 +176,32 @@ def test_mcts_alpha_several_paths_reuse_or_reset_the_tree():
     assert kept.tree.visits[0] > one.tree.visits[0]
     assert reset.tree.visits[0] < kept.tree.visits[0]  # statistics forgotten between paths
     assert reset.tree.generated_tokens <= kept.tree.generated_tokens + 2 * TOKENS * 3
+    [cleared], _, _ = run("mcts_alpha", paths=3, between_paths="clear")
+    # every path searched a fresh tree: its expansions were paid for again, and the stored tree is the
+    # union of the three, so the root's visits add up over the paths and no step appears twice
+    assert cleared.tree.generated_tokens > kept.tree.generated_tokens
+    [single], _, _ = run("mcts_alpha", simulations=4)
+    assert cleared.tree.visits[0] == 3 * single.tree.visits[0]
+    tree = cleared.tree
+    assert len({(tree.parent[n], tree.text[n]) for n in range(len(tree))}) == len(tree)
+    assert cleared.answer == single.answer and cleared.tree.answer[cleared.chosen[-1]] == cleared.answer
+
+
+def test_merging_trees_adds_statistics_and_keeps_one_node_per_step():
+    from search.tree import Tree
+
+    a, b = Tree("Q\n"), Tree("Q\n")
+    x = a.add(0, "x\n", tokens=2, logprob=-0.1)
+    a.backup(x, 1.0)
+    y = b.add(0, "y\n", tokens=3, logprob=-0.2)
+    x2 = b.add(0, "x\n", tokens=2, logprob=-0.1)
+    z = b.add(x2, "The answer is 4\n", tokens=4, logprob=-0.3)
+    b.backup(z, 0.5)
+    b.generated_tokens = 9
+    ids = a.merge(b)
+    assert a.text == ["", "x\n", "y\n", "The answer is 4\n"] and ids == [0, 2, 1, 3]
+    assert a.visits == [2, 2, 0, 1] and a.value_sum == pytest.approx([1.5, 1.5, 0.0, 0.5])
+    assert a.answer[3] == "4" and a.terminal[3] and a.generated_tokens == 9 and y == 1
 
 
 def test_value_weighted_aggregation_maps_values_to_unit_scores():
