@@ -1,4 +1,4 @@
-"""The `treeflow` command: demo (the main job), run --config FILE, evaluate --budgets ..., sql "QUERY"."""
+"""The `treeflow` command: demo (the main job), run, evaluate, plot, export, sql."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--store", default="work/traces.duckdb")
     plot.add_argument("--out", required=True, help="PNG path")
     plot.add_argument("--title", default=None)
+    export = sub.add_parser("export", help="write a view or table of the trace store as Parquet or JSON Lines")
+    export.add_argument("view", help="e.g. sft_traces, prm_targets, orm_rows, preference_pairs, nodes")
+    export.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
+    export.add_argument("--out", required=True)
+    export.add_argument("--where", default=None, help="a SQL condition on the view's columns")
+    export.add_argument("--store", default="work/traces.duckdb")
     sql = sub.add_parser("sql", help="query a trace store, read-only")
     sql.add_argument("query")
     sql.add_argument("--store", default="work/traces.duckdb")
@@ -46,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sql":
             return _sql(args.store, args.query)
+        if args.command == "export":
+            from storage.datasets import export as export_view
+
+            n = export_view(args.store, args.view, args.out, args.format, args.where)
+            print(f"{n} rows of {args.view} -> {args.out}")
+            return 0
         if args.command == "plot":
             return _plot(args.store, args.run, args.out, args.title)
         config = _config(args)
@@ -69,10 +81,11 @@ def _is_bad_input(e: Exception) -> bool:
     from models.errors import ModelDirError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
+    from storage.datasets import UnknownRelation
     from storage.store import ShardError
 
-    bad = (BackendUnavailable, MissingRun, ConfigError, DatasetError, ModelDirError, ShardError, FileNotFoundError,
-           duckdb.Error)
+    bad = (BackendUnavailable, MissingRun, UnknownRelation, ConfigError, DatasetError, ModelDirError, ShardError,
+           FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 

@@ -34,3 +34,4 @@ def configure(workdir: str | Path | None = None) -> None:
         os.environ.setdefault("PREFECT_HOME", str(Path(workdir).resolve() / ".prefect"))
     if "PREFECT_HOME" in os.environ:
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+

@@ -163,6 +163,20 @@ def record_run(con: duckdb.DuckDBPyConnection, run_id: str, kind: str, config: d
                 [run_id, kind, json.dumps(config), code_version])
 
 
+def record_snapshot(con: duckdb.DuckDBPyConnection, snapshot: dict) -> None:
+    """Record (or, for a re-run training, replace) which rows trained which model version."""
+    row = {**snapshot, "query_params": json.dumps(snapshot.get("query_params"))}
+    columns, marks = ", ".join(row), ", ".join("?" * len(row))
+    con.execute(f"INSERT OR REPLACE INTO training_snapshots ({columns}) VALUES ({marks})", list(row.values()))
+
+
+def rows_digest(rows: list) -> str:
+    """SHA-256 of training rows in order, as JSON: the fingerprint a snapshot keeps."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def query(path: str | Path, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
     """Run one query on a read-only connection; returns (column names, rows)."""
     with connect(path, read_only=True) as con:

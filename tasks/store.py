@@ -18,9 +18,11 @@ def ingest_task(store_path: str, shards: list[str]) -> int:
 
 @task(name="record-run", cache_policy=NONE, persist_result=False)
 def record_run_task(store_path: str, run_id: str, kind: str, config: dict) -> None:
-    """Record a run's configuration once."""
+    """Record a run's configuration and the code version that runs it, once."""
+    from tasks.provenance import code_version
+
     with store.connect(store_path) as con:
-        store.record_run(con, run_id, kind, config)
+        store.record_run(con, run_id, kind, config, code_version())
 
 
 @task(name="summarize", cache_policy=NONE, persist_result=False)

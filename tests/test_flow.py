@@ -76,3 +76,54 @@ def test_model_directories_are_written(flywheel_run):
 
     scores = TransformersValue(str(models / "value-it1")).score(["Q: 1 +2 *3 -4\n"])
     assert len(scores) == 1
+
+
+def test_training_snapshots_say_which_rows_trained_each_model(flywheel_run):
+    import json
+
+    config, _ = flywheel_run
+    path = config.paths["store"]
+    _, snaps = store.query(path, "SELECT model_kind, model_uri, query, query_params, n_rows, tree_ids, "
+                                 "rows_sha256, extra_rows, source_view FROM training_snapshots "
+                                 "WHERE run_id = 't1' AND iteration = 1 ORDER BY model_kind")
+    assert [(s[0], s[-1]) for s in snaps] == [("policy", "sft_traces"), ("value", "value_paths")]
+    policy = snaps[0]
+    assert policy[1] == str(config.paths["models"] / "t1" / "policy-it1") and policy[7] == config.mix_demos
+    # the recorded query gives the rows back, and they hash to the recorded digest
+    _, rows = store.query(path, policy[2], json.loads(policy[3]))
+    assert len(rows) == policy[4]
+    assert store.rows_digest([{"prompt": p, "completion": c} for p, c in rows]) == policy[6]
+    _, searched = store.query(path, "SELECT tree_id FROM trees WHERE run_id = 't1' AND stage = 'search'")
+    assert set(policy[5]) <= {t for (t,) in searched}
+    value = snaps[1]
+    assert value[4] > 0 and len(value[5]) > 0
+    _, [(version,)] = store.query(path, "SELECT code_version FROM runs WHERE run_id = 't1'")
+    assert version.startswith("treeflow 0.")
+
+
+def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from flows.cli import main
+    from storage.datasets import load
+
+    config, _ = flywheel_run
+    path = str(config.paths["store"])
+    _, [(n,)] = store.query(path, "SELECT count(*) FROM prm_targets WHERE method = 'monte_carlo'")
+    assert n > 0
+    out = tmp_path / "prm.parquet"
+    assert main(["export", "prm_targets", "--where", "method = 'monte_carlo'", "--out", str(out),
+                 "--store", path]) == 0
+    assert pq.read_table(out).num_rows == n
+    jsonl = ["export", "prm_targets", "--format", "jsonl", "--out", str(tmp_path / "prm.jsonl"), "--store", path]
+    assert main(jsonl) == 0
+    lines = (tmp_path / "prm.jsonl").read_text().splitlines()
+    dataset = load(path, "prm_targets")
+    assert len(lines) == dataset.num_rows > n  # every method's rows, not only monte_carlo's
+    assert set(dataset.column_names) >= {"prefix", "step", "method", "target"}
+    assert json.loads(lines[0])["prefix"] == dataset[0]["prefix"]
+    assert main(["export", "no_such_view", "--out", str(tmp_path / "x.parquet"), "--store", path]) == 2
+    assert "no table or view 'no_such_view'" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()

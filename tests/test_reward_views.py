@@ -229,3 +229,76 @@ def test_value_paths_match_python(con, trees):
     assert got.keys() == expected.keys()
     for key, (steps, targets, hard) in expected.items():
         assert got[key][0] == steps and got[key][1] == pytest.approx(targets) and got[key][2] == hard
+
+
+def _load_with_trees(con, trees, values):
+    """Nodes as `_load_forest` (step text "s{i}\\n", answer "a" on terminals, the given values), plus a
+    trees row and a problem (prompt "P{t}\\n") per tree, for the views that join them."""
+    _load_forest(con, trees, step_text=lambda i: f"s{i}\n" if i else "")
+    con.execute("UPDATE nodes SET answer = CASE WHEN terminal THEN 'a' END")
+    for t, vs in enumerate(values):
+        con.executemany("UPDATE nodes SET value = ? WHERE tree_id = ? AND node_id = ?",
+                        [(v, f"t{t}", i) for i, v in enumerate(vs)])
+    con.execute("DELETE FROM trees")
+    con.execute("DELETE FROM problems")
+    for t in range(len(trees)):
+        con.execute("INSERT INTO trees (tree_id, run_id, iteration, stage, split, method, problem_id, correct, "
+                    "generated_tokens, value_states) VALUES (?, 'r', 1, 'search', 'train', 'm', ?, false, 0, 0)",
+                    [f"t{t}", f"p{t}"])
+        con.execute("INSERT INTO problems VALUES (?, 'x', 'q', 'g', ?)", [f"p{t}", f"P{t}\n"])
+
+
+def _path(parents, node):
+    out = []
+    while node > 0:
+        out.insert(0, node)
+        node = parents[node]
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests(), st.randoms(use_true_random=False))
+def test_training_set_views_match_python(con, trees, rnd):
+    values = [[round(rnd.uniform(-1, 1), 3) for _ in parents] for parents, _, _ in trees]
+    _load_with_trees(con, trees, values)
+    got = {(t, n, m): (prefix, step, target) for t, n, prefix, step, m, target in con.execute(
+        "SELECT tree_id, node_id, prefix, step, method, target FROM prm_targets").fetchall()}
+    expected = {}
+    for t, (parents, terminal, correct) in enumerate(trees):
+        rest = _rest_mcts(parents, terminal, correct)
+        for node, outcomes in _expected(parents, terminal, correct).items():
+            if node == 0:
+                continue
+            prefix = f"P{t}\n" + "".join(f"s{n}\n" for n in _path(parents, parents[node]))
+            soft = sum(outcomes) / len(outcomes)
+            for method, target in (("monte_carlo", 2 * soft - 1), ("math_shepherd_soft", soft),
+                                   ("math_shepherd_hard", float(any(outcomes)))):
+                expected[(f"t{t}", node, method)] = (prefix, f"s{node}\n", target)
+        for node, (_, v) in rest.items():  # every step of a tree with a correct leaf, unfinished ones too
+            if node:
+                prefix = f"P{t}\n" + "".join(f"s{n}\n" for n in _path(parents, parents[node]))
+                expected[(f"t{t}", node, "rest_mcts")] = (prefix, f"s{node}\n", v)
+    assert sorted(got.keys() - expected.keys()) == [] and sorted(expected.keys() - got.keys()) == []
+    for key, (prefix, step, target) in expected.items():
+        assert got[key][:2] == (prefix, step) and got[key][2] == pytest.approx(target)
+
+    orm = {(t, leaf): (prompt, completion, label) for t, leaf, prompt, completion, label in con.execute(
+        "SELECT tree_id, leaf_id, prompt, completion, label FROM orm_rows").fetchall()}
+    sft = {(t, leaf): (completion, min_value, steps) for t, leaf, completion, min_value, steps in con.execute(
+        "SELECT tree_id, leaf_id, completion, min_value, steps FROM sft_traces").fetchall()}
+    expected_orm, expected_sft = {}, {}
+    for t, (parents, terminal, correct) in enumerate(trees):
+        for leaf in range(len(parents)):
+            if not terminal[leaf]:
+                continue
+            path = _path(parents, leaf)
+            completion = "".join(f"s{n}\n" for n in path)
+            expected_orm[(f"t{t}", leaf)] = (f"P{t}\n", completion, correct[leaf])
+            if correct[leaf]:
+                expected_sft[(f"t{t}", leaf)] = (completion, min((values[t][n] for n in path), default=None),
+                                                 len(path))
+    assert orm == expected_orm
+    assert sft.keys() == expected_sft.keys()
+    for key, (completion, low, steps) in expected_sft.items():
+        assert sft[key][0] == completion and sft[key][2] == steps
+        assert (sft[key][1] is None and low is None) or sft[key][1] == pytest.approx(low)

@@ -20,7 +20,10 @@ def test_migrations_on_a_blank_file(tmp_path):
                                       "table_name = 'nodes' ORDER BY ordinal_position").fetchall()]
     assert cols == ["tree_id", "node_id", "parent_id", "depth", "step_text", "prior", "value", "visits",
                     "value_sum", "tokens", "logprob", "terminal", "answer", "correct"]
-    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,)]
+    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,), (4,)]
+    snapshot_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                               "table_name = 'training_snapshots'").fetchall()}
+    assert {"model_uri", "query", "query_params", "tree_ids", "rows_sha256", "n_rows"} <= snapshot_cols
     eval_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                            "table_name = 'evaluations'").fetchall()}
     assert {"accuracy", "tokens_per_problem", "value_auc", "budget", "seed", "prefill_tokens_per_problem",
@@ -114,7 +117,8 @@ def test_a_store_made_before_a_migration_is_upgraded(tmp_path):
         con.execute("INSERT INTO evaluations (run_id, iteration, method, split, n_problems, accuracy, "
                     "tokens_per_problem, value_states_per_problem) VALUES ('r', 0, 'greedy', 'test', 1, 1, 5, 0)")
     with store.connect(path) as con:
-        assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,)]
+        versions = con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert versions == [(1,), (2,), (3,), (4,)]
         # migration 3 rebuilds `evaluations` (budget and seed per row): the old rows come along
         assert con.execute("SELECT method, accuracy, value_auc, budget, seed, value_calls FROM evaluations"
                            ).fetchall() == [("greedy", 1.0, None, None, 0, None)]
