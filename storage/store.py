@@ -127,32 +127,61 @@ def _check_shard(shard: Path) -> None:
                                  f"expected {col.type}")
 
 
+def _files(shards: list[Path], table: str) -> str:
+    """A SQL list literal of the shards' Parquet files for `table`."""
+    return "[" + ", ".join("'" + str(s / f"{table}.parquet").replace("'", "''") + "'" for s in shards) + "]"
+
+
 def ingest(con: duckdb.DuckDBPyConnection, shards: Iterable[str | Path]) -> int:
-    """Load shards in one transaction; trees already in the store are skipped. Returns trees added."""
+    """Load shards in one transaction; trees already in the store are skipped. Returns trees added.
+
+    Every shard is checked before anything is written. When every tree in the shards is new and appears
+    once (the usual case), all shards go in with one bulk insert per table; otherwise shard by shard,
+    each tree only the first time it is seen.
+    """
     shards = [Path(s) for s in shards]
     for s in shards:
         _check_shard(s)
-    added = 0
+    if not shards:
+        return 0
+    tree_cols, node_cols = ", ".join(TREE_SCHEMA.names), ", ".join(NODE_SCHEMA.names)
     con.execute("BEGIN")
     try:
-        for s in shards:
-            t, n, p = (str(s / f"{x}.parquet") for x in ("trees", "nodes", "problems"))
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT tree_id FROM read_parquet('{t}') "
-                        "WHERE tree_id NOT IN (SELECT tree_id FROM trees)")
-            added += con.execute("SELECT count(*) FROM _new").fetchone()[0]
-            cols = ", ".join(TREE_SCHEMA.names)
-            con.execute(f"INSERT INTO trees ({cols}, shard) SELECT {cols}, ? FROM read_parquet('{t}') "
-                        "WHERE tree_id IN (SELECT tree_id FROM _new)", [str(s)])
-            cols = ", ".join(NODE_SCHEMA.names)
-            con.execute(f"INSERT INTO nodes ({cols}) SELECT {cols} FROM read_parquet('{n}') "
-                        "WHERE tree_id IN (SELECT tree_id FROM _new)")
-            con.execute(f"INSERT INTO problems SELECT DISTINCT * FROM read_parquet('{p}') "
-                        "WHERE problem_id NOT IN (SELECT problem_id FROM problems)")
-        con.execute("DROP TABLE IF EXISTS _new")
+        total, distinct, new = con.execute(
+            f"SELECT count(*), count(DISTINCT tree_id), count(DISTINCT tree_id) FILTER "
+            f"(WHERE tree_id NOT IN (SELECT tree_id FROM trees)) FROM read_parquet({_files(shards, 'trees')})"
+        ).fetchone()
+        if total == distinct == new:
+            con.execute(f"INSERT INTO trees ({tree_cols}, shard) SELECT {tree_cols}, "
+                        "regexp_replace(filename, '/trees[.]parquet$', '') "
+                        f"FROM read_parquet({_files(shards, 'trees')}, filename = true)")
+            con.execute(f"INSERT INTO nodes ({node_cols}) SELECT {node_cols} "
+                        f"FROM read_parquet({_files(shards, 'nodes')})")
+            added = total
+        else:
+            added = sum(_ingest_one(con, s) for s in shards)
+        con.execute(f"INSERT INTO problems SELECT DISTINCT * FROM read_parquet({_files(shards, 'problems')}) "
+                    "WHERE problem_id NOT IN (SELECT problem_id FROM problems)")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+    return added
+
+
+def _ingest_one(con: duckdb.DuckDBPyConnection, shard: Path) -> int:
+    """One shard's trees that the store does not have yet (inside the caller's transaction)."""
+    t, n = _files([shard], "trees"), _files([shard], "nodes")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT DISTINCT tree_id FROM read_parquet({t}) "
+                "WHERE tree_id NOT IN (SELECT tree_id FROM trees)")
+    added = con.execute("SELECT count(*) FROM _new").fetchone()[0]
+    cols = ", ".join(TREE_SCHEMA.names)
+    con.execute(f"INSERT INTO trees ({cols}, shard) SELECT {cols}, ? FROM read_parquet({t}) "
+                "WHERE tree_id IN (SELECT tree_id FROM _new)", [str(shard)])
+    cols = ", ".join(NODE_SCHEMA.names)
+    con.execute(f"INSERT INTO nodes ({cols}) SELECT {cols} FROM read_parquet({n}) "
+                "WHERE tree_id IN (SELECT tree_id FROM _new)")
+    con.execute("DROP TABLE _new")
     return added
 
 

@@ -20,7 +20,8 @@ def test_migrations_on_a_blank_file(tmp_path):
                                       "table_name = 'nodes' ORDER BY ordinal_position").fetchall()]
     assert cols == ["tree_id", "node_id", "parent_id", "depth", "step_text", "prior", "value", "visits",
                     "value_sum", "tokens", "logprob", "terminal", "answer", "correct"]
-    assert con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (3,), (4,)]
+    versions = con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert versions == [(v,) for v in range(1, 6)]
     snapshot_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                                "table_name = 'training_snapshots'").fetchall()}
     assert {"model_uri", "query", "query_params", "tree_ids", "rows_sha256", "n_rows"} <= snapshot_cols
@@ -37,9 +38,9 @@ def test_migrations_on_a_blank_file(tmp_path):
     con.close()
 
 
-def _shard(tmp_path, name="s1"):
+def _shard(tmp_path, name="s1", index=0):
     """A shard with one Self-Consistency tree on a real arithmetic problem, scripted steps."""
-    problem = generate(1, split="test")[0]
+    problem = generate(index + 1, split="test")[index]
     gold = int(problem.answer)
     script = {problem.prompt: [("a\n", -0.1), ("b\n", -0.2), ("a\n", -0.1)],
               problem.prompt + "a\n": [(f"The answer is {gold}\n", -0.1)],
@@ -59,6 +60,22 @@ def test_ingest_is_idempotent(tmp_path):
         assert store.ingest(con, [shard]) == 0
         assert con.execute("SELECT count(*) FROM nodes").fetchone()[0] == 5
         assert con.execute("SELECT count(*) FROM trees").fetchone()[0] == 1
+
+
+def test_a_batch_mixing_new_and_known_trees_adds_each_tree_once(tmp_path):
+    first, _ = _shard(tmp_path, "s1", 0)
+    second, _ = _shard(tmp_path, "s2", 1)
+    again, _ = _shard(tmp_path, "s3", 0)  # the first shard's tree, written again by a retried worker
+    with store.connect(tmp_path / "s.duckdb") as con:
+        assert store.ingest(con, [first]) == 1  # all new: the bulk path
+        assert store.ingest(con, [again, second]) == 1  # one known, one new: shard by shard
+        assert store.ingest(con, [second, again]) == 0
+        rows = con.execute("SELECT tree_id, shard, (SELECT count(*) FROM nodes n WHERE n.tree_id = t.tree_id) "
+                           "FROM trees t ORDER BY shard").fetchall()
+        assert [(shard, n) for _, shard, n in rows] == [(str(first), 5), (str(second), 5)]
+        duplicates = con.execute("SELECT count(*) FROM (SELECT tree_id, node_id FROM nodes GROUP BY ALL "
+                                 "HAVING count(*) > 1)").fetchone()[0]
+        assert duplicates == 0
 
 
 def test_views_on_a_hand_made_tree(tmp_path):
@@ -118,7 +135,7 @@ def test_a_store_made_before_a_migration_is_upgraded(tmp_path):
                     "tokens_per_problem, value_states_per_problem) VALUES ('r', 0, 'greedy', 'test', 1, 1, 5, 0)")
     with store.connect(path) as con:
         versions = con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-        assert versions == [(1,), (2,), (3,), (4,)]
+        assert versions == [(v,) for v in range(1, 6)]
         # migration 3 rebuilds `evaluations` (budget and seed per row): the old rows come along
         assert con.execute("SELECT method, accuracy, value_auc, budget, seed, value_calls FROM evaluations"
                            ).fetchall() == [("greedy", 1.0, None, None, 0, None)]
