@@ -99,6 +99,8 @@ def test_training_snapshots_say_which_rows_trained_each_model(flywheel_run):
     assert value[4] > 0 and len(value[5]) > 0
     _, [(version,)] = store.query(path, "SELECT code_version FROM runs WHERE run_id = 't1'")
     assert version.startswith("treeflow 0.")
+    _, models = store.query(path, "SELECT model_kind, model_uri, role FROM run_models WHERE run_id = 't1'")
+    assert ("policy", policy[1], "trained") in models and ("policy", policy[1], "used") in models
 
 
 def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):

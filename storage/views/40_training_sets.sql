@@ -45,3 +45,11 @@ JOIN trees t USING (tree_id)
 JOIN problems pr USING (problem_id)
 JOIN node_states s USING (tree_id, node_id)
 WHERE n.terminal AND n.answer IS NOT NULL;
+
+-- run_models: every model a run used (to search or evaluate) or produced (trained), with how.
+CREATE OR REPLACE VIEW run_models AS
+SELECT DISTINCT run_id, 'policy' AS model_kind, policy AS model_uri, 'used' AS role FROM trees WHERE policy IS NOT NULL
+UNION
+SELECT DISTINCT run_id, 'value', value_model, 'used' FROM trees WHERE value_model IS NOT NULL
+UNION
+SELECT run_id, model_kind, model_uri, 'trained' FROM training_snapshots;
