@@ -34,7 +34,7 @@ class _Group:
 
 
 def grow(prompts: list[str], *, groups: int, width: int, k: int, max_depth: int, temperature: float | None,
-         token_budget: int | None, rank: Rank, propose: Propose, evaluate: Evaluate
+         token_budget: int | None, rank: Rank, propose: Propose, evaluate: Evaluate, greedy_first: bool = False
          ) -> list[tuple[Tree, list[int]]]:
     """Run the beam core on every prompt in lockstep; returns (tree, finished nodes) per prompt.
 
@@ -51,7 +51,8 @@ def grow(prompts: list[str], *, groups: int, width: int, k: int, max_depth: int,
                 requests += [(tree, g, n) for n in g.frontier]
         if not requests:
             break
-        kids = expand_batch([(tree, n) for tree, _, n in requests], propose, k=k, temperature=temperature)
+        kids = expand_batch([(tree, n) for tree, _, n in requests], propose, k=k, temperature=temperature,
+                            greedy_first=greedy_first)
         value_new([(tree, c) for (tree, _, _), new in zip(requests, kids, strict=True) for c in new], evaluate)
         proposed: dict[int, list[int]] = {}
         for (tree, g, n), new in zip(requests, kids, strict=True):

@@ -25,6 +25,7 @@ class BFSVConfig:
     beam: int = 2
     max_depth: int = 8
     temperature: float | None = None
+    greedy_first: bool = False
     token_budget: int | None = None
     seed: int = 0
 
@@ -33,8 +34,9 @@ def bfs_v(prompts: list[str], config: BFSVConfig, *, propose: Propose, evaluate:
           canonical: Canonical = str.strip) -> list[SearchResult]:
     """Run BFS-V on every prompt in lockstep."""
     grown = grow(prompts, groups=1, width=config.beam, k=config.k, max_depth=config.max_depth,
-                 temperature=config.temperature, token_budget=config.token_budget,
-                 rank=lambda tree, c: tree.value[c], propose=propose, evaluate=evaluate)
+                 temperature=config.temperature, greedy_first=config.greedy_first,
+                 token_budget=config.token_budget, rank=lambda tree, c: tree.value[c], propose=propose,
+                 evaluate=evaluate)
     results = []
     for tree, finished in grown:
         pick = choose([tree.answer[n] for n in finished], [tree.value[n] for n in finished], "max")

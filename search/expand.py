@@ -35,11 +35,19 @@ def expand(tree: Tree, node: int, candidates: list[Candidate]) -> list[int]:
 
 
 def expand_batch(requests: list[tuple[Tree, int]], propose: Propose, *, k: int,
-                 temperature: float | None) -> list[list[int]]:
-    """Expand every (tree, node) request with k candidates in one batched policy call."""
+                 temperature: float | None, greedy_first: bool = False) -> list[list[int]]:
+    """Expand every (tree, node) request with k candidates in one batched policy call.
+
+    `greedy_first`: the first candidate of every node is the greedy step (temperature 0), the other
+    k - 1 are sampled; a second batched call, and every token of both counts.
+    """
     if not requests:
         return []
-    proposals = propose([tree.state(node) for tree, node in requests], k, temperature=temperature)
+    states = [tree.state(node) for tree, node in requests]
+    proposals = propose(states, k - 1 if greedy_first else k, temperature=temperature) if k > greedy_first \
+        else [[] for _ in states]
+    if greedy_first:
+        proposals = [g + c for g, c in zip(propose(states, 1, temperature=0.0), proposals, strict=True)]
     return [expand(tree, node, cands) for (tree, node), cands in zip(requests, proposals, strict=True)]
 
 

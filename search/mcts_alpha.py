@@ -44,6 +44,7 @@ class MCTSAlphaConfig:
     tau: float = 0.0
     max_depth: int = 8
     temperature: float | None = None
+    greedy_first: bool = False
     root_noise: bool = False
     dirichlet_alpha: float = 0.3
     dirichlet_frac: float = 0.25
@@ -184,7 +185,7 @@ def mcts_alpha(prompts: list[str], config: MCTSAlphaConfig, *, propose: Propose,
         if not requests:
             break
         kids = expand_batch([(run.tree, leaf) for run, leaf in requests], propose, k=config.k,
-                            temperature=config.temperature)
+                            temperature=config.temperature, greedy_first=config.greedy_first)
         for (run, leaf), new in zip(requests, kids, strict=True):
             if config.root_noise and leaf == run.root and new:
                 add_root_noise(run.tree, leaf, config, run.rng)

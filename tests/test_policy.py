@@ -100,3 +100,17 @@ def test_missing_model_directory_is_one_clear_error(tmp_path):
         TransformersPolicy.from_pretrained(str(tmp_path / "nope"))
     with pytest.raises(ModelDirError, match="no config.json"):
         TransformersPolicy.from_pretrained(str(tmp_path))
+
+
+def test_greedy_first_expansion_puts_the_greedy_step_first(tiny_policy_dir):
+    from search.expand import expand_batch
+    from search.tree import Tree
+
+    policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), seed=1)
+    greedy = [c[0].text for c in policy.propose_steps(PROMPTS, 1, temperature=0.0)]
+    trees = [Tree(p) for p in PROMPTS]
+    before = policy.stats.generated_tokens
+    kids = expand_batch([(t, 0) for t in trees], policy.propose_steps, k=4, temperature=1.0, greedy_first=True)
+    assert [t.text[k[0]] for t, k in zip(trees, kids, strict=True)] == greedy
+    # every generated token counts: the greedy call's and the sampled call's
+    assert sum(t.generated_tokens for t in trees) == policy.stats.generated_tokens - before
