@@ -90,6 +90,22 @@ class EvaluationSettings(_Strict):
         return self
 
 
+class RegistrySettings(_Strict):
+    """Register every trained model in MLflow (alias `candidate`); move `champion` when the gate passes."""
+
+    enabled: bool = True
+    gate_metric: str = Field("greedy/accuracy", description="METHOD/FIELD of the iteration's evaluation rows")
+    margin: float = Field(0.0, description="the candidate must reach the reference plus this")
+
+    @model_validator(mode="after")
+    def _metric_shape(self) -> RegistrySettings:
+        method, _, field = self.gate_metric.partition("/")
+        if not method or field not in ("accuracy", "value_auc"):
+            raise ValueError(f"gate_metric: expected METHOD/accuracy or METHOD/value_auc, "
+                             f"got '{self.gate_metric}'")
+        return self
+
+
 class FlywheelConfig(_Strict):
     """One flywheel run: search -> store -> SFT policy -> retrain value -> evaluate, `iterations` times."""
 
@@ -111,6 +127,16 @@ class FlywheelConfig(_Strict):
     value_targets: Literal["monte_carlo", "math_shepherd_hard"] = Field(
         "monte_carlo", description="step values the value model regresses on (value_paths view)")
     value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
+    registry: RegistrySettings = RegistrySettings()
+
+    @model_validator(mode="after")
+    def _gate_is_evaluated(self) -> FlywheelConfig:
+        method = self.registry.gate_metric.partition("/")[0]
+        later = self.evaluation.later_methods or self.evaluation.methods
+        if self.registry.enabled and self.iterations > 0 and method not in later:
+            raise ValueError(f"registry.gate_metric: method '{method}' is not evaluated after iteration 0 "
+                             f"(evaluation.later_methods: {', '.join(later)})")
+        return self
 
     @property
     def paths(self) -> dict[str, Path]:

@@ -133,12 +133,42 @@ def flywheel(config: FlywheelConfig) -> list[dict]:
                     policy, value = _iterate(config, run_id, iteration, policy, value, it_run.info.run_id)
                 mlflow.log_params({"policy": policy, "value": value})
                 budgets = config.evaluation.budgets or [config.evaluation.token_budget]
-                for row in _evaluate(config, run_id, iteration, policy, value):
+                rows = _evaluate(config, run_id, iteration, policy, value)
+                for row in rows:
                     table.append(row)
                     key = metric_key(row, budgets)
                     tracking.log_metrics(it_run.info.run_id, {f"{key}/{name}": row[name] for name in EVAL_METRICS})
                     tracking.log_metrics(parent.info.run_id, {f"{key}/accuracy": row["accuracy"]}, step=iteration)
+                if config.registry.enabled and iteration > 0:
+                    _register(config, run_id, iteration, policy, value, table, it_run.info.run_id)
     return table
+
+
+def _gate_value(table: list[dict], iteration: int, metric: str) -> float | None:
+    method, _, field = metric.partition("/")
+    return next((r[field] for r in table if r["iteration"] == iteration and r["method"] == method), None)
+
+
+@task(name="register-models", cache_policy=NONE, persist_result=False)
+def _register(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str, table: list[dict],
+              mlflow_run: str) -> bool:
+    """Register this iteration's models (`candidate`); move `champion` to them if the gate passes."""
+    from tasks import registry
+
+    versions = {}
+    for name, path, kind in ((registry.POLICY, policy, "policy"), (registry.VALUE, value, "value")):
+        tags = {"treeflow.run_id": run_id, "treeflow.iteration": str(iteration),
+                "treeflow.snapshot": f"{run_id}/{iteration}/{kind}"}
+        versions[name] = registry.register(path, name, tags, mlflow_run)
+    metric = _gate_value(table, iteration, config.registry.gate_metric)
+    reference = registry.champion_value(registry.POLICY)
+    if reference is None:
+        reference = _gate_value(table, 0, config.registry.gate_metric)
+    promoted = metric is not None and reference is not None and registry.promote(
+        versions, metric, reference, config.registry.margin)
+    tracking.log_metrics(mlflow_run, {"registry/promoted": float(promoted), "registry/gate_value": metric,
+                                      "registry/gate_reference": reference})
+    return promoted
 
 
 def _iterate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,

@@ -10,10 +10,13 @@ class ModelDirError(FileNotFoundError):
 
 
 def resolve_model(path: str | Path) -> str:
-    """A local model directory (must hold config.json) or a hub id (`org/name`) that is not a local path.
+    """A local model directory (must hold config.json), a registered model (`models:/NAME@ALIAS` or
+    `models:/NAME/VERSION`, downloaded once into a local cache), or a hub id (`org/name`).
 
     Hub ids load only where a hub is reachable; offline, a missing directory fails here with one message.
     """
+    if str(path).startswith("models:/"):
+        return _registered(str(path))
     p = Path(path)
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -27,3 +30,40 @@ def resolve_model(path: str | Path) -> str:
         if not constants.HF_HUB_OFFLINE:
             return text
     raise ModelDirError(f"model directory not found: {p}")
+
+
+def _registered(uri: str) -> str:
+    """The local directory of a registered model version (downloaded from MLflow on first use)."""
+    import os
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    name, _, ref = uri.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    try:
+        if ref:
+            version = client.get_model_version_by_alias(name, ref).version
+        else:
+            name, _, version = name.partition("/")
+            client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as e:
+        raise ModelDirError(f"registered model not found: {uri} ({e.message.splitlines()[0]})") from None
+    import hashlib
+    import shutil
+
+    root = Path(os.environ.get("TREEFLOW_MODEL_CACHE", Path(tempfile.gettempdir()) / "treeflow-models"))
+    store = hashlib.sha256(mlflow.get_tracking_uri().encode()).hexdigest()[:10]  # one cache per registry
+    local = root / store / name / str(version)
+    if not any(local.glob("artifacts/*/config.json")):
+        tmp = local.with_name(f".{version}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
+        tmp.rename(local)
+    found = sorted(local.glob("artifacts/*/config.json"))  # MLflow keeps the logged directory's own name
+    if not found:
+        raise ModelDirError(f"registered model {uri} holds no Hugging Face model directory")
+    return str(found[0].parent)

@@ -129,3 +129,19 @@ def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
     assert main(["export", "no_such_view", "--out", str(tmp_path / "x.parquet"), "--store", path]) == 2
     assert "no table or view 'no_such_view'" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_each_iterations_models_are_registered_and_the_gate_decides_the_champion(flywheel_run):
+    config, table = flywheel_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{config.paths['mlflow'].resolve()}")
+    for name in ("treeflow-policy", "treeflow-value"):
+        candidate = client.get_model_version_by_alias(name, "candidate")
+        assert candidate.tags["treeflow.run_id"] == "t1" and candidate.tags["treeflow.iteration"] == "1"
+    greedy = {r["iteration"]: r["accuracy"] for r in table if r["method"] == "greedy"}
+    promoted = greedy[1] >= greedy[0]  # no champion before this run: the reference is iteration 0
+    champion = client.get_registered_model("treeflow-policy").aliases.get("champion")
+    assert (champion is not None) == promoted
+    it1 = next(r for r in client.search_runs([client.get_experiment_by_name("treeflow").experiment_id])
+               if r.info.run_name == "t1/iteration-1")
+    assert it1.data.metrics["registry/promoted"] == float(promoted)
+    assert it1.data.metrics["registry/gate_value"] == pytest.approx(greedy[1])

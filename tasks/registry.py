@@ -1,0 +1,88 @@
+"""The MLflow model registry: every trained model is a version; aliases say which to use.
+
+Each trained policy and value model is logged as an MLflow model (the Hugging Face directory as its
+artifact, explicit pip requirements so MLflow never resolves packages itself) and registered as a new
+version of `treeflow-policy` / `treeflow-value` with the alias `candidate`. The alias `champion` moves
+to an iteration's versions only when its evaluation passes the gate: the gate metric (e.g. greedy
+accuracy) at least the reference plus a margin. The reference is the current champion's recorded value,
+or, while there is no champion, the run's own starting models at iteration 0. Anything that loads a
+model takes `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as well as a directory.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import mlflow
+from mlflow import MlflowClient
+
+POLICY, VALUE = "treeflow-policy", "treeflow-value"
+GATE_TAG = "treeflow.gate_value"
+
+
+class ModelDirectory(mlflow.pyfunc.PythonModel):
+    """A Hugging Face model directory carried as an MLflow model; treeflow loads the directory itself."""
+
+    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+        raise NotImplementedError("load the directory with treeflow (models.errors.resolve_model)")
+
+
+def _requirements() -> list[str]:
+    out = []
+    for package in ("treeflow", "torch", "transformers"):
+        try:
+            out.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            out.append(package)
+    return out
+
+
+def register(model_dir: str, name: str, tags: dict[str, str], run_id: str) -> str:
+    """Log `model_dir` under MLflow run `run_id`, register it as a new version of `name`, alias it
+    `candidate`; returns the version."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        info = _log(model_dir, name)
+    else:
+        with mlflow.start_run(run_id=run_id, nested=active is not None):
+            info = _log(model_dir, name)
+    version_ = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version_, key, value)
+    client.set_registered_model_alias(name, "candidate", version_)
+    return version_
+
+
+def _log(model_dir: str, name: str):
+    return mlflow.pyfunc.log_model(name=name.removeprefix("treeflow-"), python_model=ModelDirectory(),
+                                   artifacts={"model": model_dir}, pip_requirements=_requirements(),
+                                   registered_model_name=name)
+
+
+def champion_value(name: str) -> float | None:
+    """The gate value recorded on the current champion of `name`, if there is one."""
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None
+    value = mv.tags.get(GATE_TAG)
+    return None if value is None else float(value)
+
+
+def gate(metric: float, reference: float, margin: float) -> bool:
+    """Whether a candidate's metric passes: at least the reference plus the margin."""
+    return metric >= reference + margin
+
+
+def promote(versions: dict[str, str], metric: float, reference: float, margin: float) -> bool:
+    """Move `champion` to these versions ({name: version}) if the gate passes; record the metric."""
+    client = MlflowClient()
+    for name, v in versions.items():
+        client.set_model_version_tag(name, v, GATE_TAG, str(metric))
+    if not gate(metric, reference, margin):
+        return False
+    for name, v in versions.items():
+        client.set_registered_model_alias(name, "champion", v)
+    return True

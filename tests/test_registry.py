@@ -1,0 +1,49 @@
+"""The MLflow model registry: versions, the candidate and champion aliases, the gate, loading by alias."""
+
+import mlflow
+import pytest
+
+from models.errors import ModelDirError, resolve_model
+from models.hf_policy import TransformersPolicy
+from tasks import registry, tracking
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TREEFLOW_MODEL_CACHE", str(tmp_path / "model-cache"))
+    experiment = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        yield run.info.run_id
+
+
+def test_versions_aliases_and_the_gate(mlflow_store, tiny_policy_dir):
+    client = mlflow.MlflowClient()
+    v1 = registry.register(str(tiny_policy_dir), registry.POLICY, {"treeflow.iteration": "1"}, mlflow_store)
+    assert registry.champion_value(registry.POLICY) is None  # no champion yet
+    assert registry.promote({registry.POLICY: v1}, metric=0.30, reference=0.26, margin=0.0)
+    v2 = registry.register(str(tiny_policy_dir), registry.POLICY, {"treeflow.iteration": "2"}, mlflow_store)
+    assert (v1, v2) == ("1", "2")
+    assert str(client.get_model_version_by_alias(registry.POLICY, "candidate").version) == "2"
+    # the gate fails against the champion's recorded 0.30: champion stays on version 1
+    reference = registry.champion_value(registry.POLICY)
+    assert reference == pytest.approx(0.30)
+    assert not registry.promote({registry.POLICY: v2}, metric=0.29, reference=reference, margin=0.0)
+    assert str(client.get_model_version_by_alias(registry.POLICY, "champion").version) == "1"
+    assert client.get_model_version(registry.POLICY, "2").tags[registry.GATE_TAG] == "0.29"
+    # a margin the candidate does not clear keeps it out too; one it clears moves the champion
+    assert not registry.promote({registry.POLICY: v2}, metric=0.32, reference=0.30, margin=0.05)
+    assert registry.promote({registry.POLICY: v2}, metric=0.36, reference=0.30, margin=0.05)
+    assert str(client.get_model_version_by_alias(registry.POLICY, "champion").version) == "2"
+
+
+def test_a_registered_version_loads_and_gives_the_same_outputs(mlflow_store, tiny_policy_dir):
+    version = registry.register(str(tiny_policy_dir), registry.POLICY, {}, mlflow_store)
+    path = resolve_model("models:/treeflow-policy@candidate")
+    assert resolve_model(f"models:/treeflow-policy/{version}") == path  # cached: the same directory
+    prompts = ["Q: 3+4*2\n", "Q: 12-5+9\n"]
+    original = TransformersPolicy.from_pretrained(str(tiny_policy_dir)).propose_steps(prompts, 2, temperature=0.0)
+    loaded = TransformersPolicy.from_pretrained(path).propose_steps(prompts, 2, temperature=0.0)
+    assert [[c.text for c in r] for r in loaded] == [[c.text for c in r] for r in original]
+    assert [[c.logprob for c in r] for r in loaded] == [[c.logprob for c in r] for r in original]
+    with pytest.raises(ModelDirError, match="registered model not found"):
+        resolve_model("models:/treeflow-policy@champion")
