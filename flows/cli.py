@@ -142,6 +142,10 @@ def preflight(config) -> None:
 
     for path in (config.policy.path, config.value.path):
         if path is not None:
+            if str(path).startswith("models:/"):  # look in the registry the run will use
+                from tasks import tracking
+
+                tracking.point_at(tracking.tracking_uri(config.paths["mlflow"]))
             resolve_model(path)
     if config.policy.backend == "vllm":
         from models.vllm_policy import require_vllm

@@ -17,6 +17,17 @@ def setup(tracking_uri: str | None, artifacts: Path) -> str:
     """Point MLflow at `tracking_uri` (default: the workdir's SQLite file); return the experiment id."""
     import mlflow
 
+    point_at(tracking_uri)
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
+    return exp.experiment_id
+
+
+def point_at(tracking_uri: str | None) -> None:
+    """Make `tracking_uri` this process's MLflow store (for runs and the model registry)."""
+    import mlflow
+
     team = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
     # MLflow also exports the URI as $MLFLOW_TRACKING_URI, which `tracking_uri` reads as a team's server:
@@ -26,10 +37,6 @@ def setup(tracking_uri: str | None, artifacts: Path) -> str:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = team
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
-    return exp.experiment_id
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:

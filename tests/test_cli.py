@@ -87,3 +87,7 @@ def test_the_testbed_config_is_valid_and_stops_its_bootstrap_early():
 @pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path, capsys):
     _fails(tmp_path, capsys, "policy:\n  backend: vllm\n", "pip install vllm")
+
+
+def test_a_registered_model_that_does_not_exist_is_one_clear_error(tmp_path, capsys):
+    _fails(tmp_path, capsys, 'policy:\n  path: "models:/treeflow-policy@champion"\n', "registered model not found")
