@@ -66,10 +66,11 @@ class EvaluationSettings(_Strict):
     methods: list[Method] = ["greedy", "self_consistency", "mcts_alpha"]
     later_methods: list[Method] | None = Field(
         None, description="methods evaluated after iterations 1.. (default: all of `methods`)")
-    token_budget: int = Field(400, ge=1)
+    token_budget: int = Field(800, ge=1, description="generated tokens per problem; tree searches stop at it, "
+                                                     "so it must let them finish (MCTS-alpha needs ~450-600 here)")
     budgets: list[int] | None = Field(
         None, description="evaluate every method at each of these budgets (default: [token_budget])")
-    max_samples: int = Field(8, ge=1, description="Self-Consistency / Best-of-N pool size (cut to the budget)")
+    max_samples: int = Field(16, ge=1, description="Self-Consistency / Best-of-N pool size (cut to the budget)")
     settings: dict[str, dict] = Field(
         default_factory=dict, description="per-method settings over the defaults, e.g. {dfs_v: {k: 3}}; "
                                           "mcts_alpha and bfs_v start from `search` and `bfs_v`")
