@@ -8,6 +8,7 @@ problems at the same token budget. Each iteration is an MLflow run nested under 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -192,6 +193,17 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, v
                                       "value/targets": fit["targets"], "value/train_loss": fit["train_loss"]})
     tracking.log_curve(mlflow_run, "sft/loss", sft["losses"])
     tracking.log_curve(mlflow_run, "value/loss", fit["losses"])
+    name = f"{run_id}/iteration-{iteration}"
+    tracking.log_training(mlflow_run, f"{name}/sft", {
+        "model": "policy", "trace_snapshot": f"{run_id}/{iteration}/policy", "view": "sft_traces",
+        "init": policy, "output": sft["path"], "mixed_demonstrations": sft["demos"],
+        **{f"sft.{k}": v for k, v in dataclasses.asdict(config.sft).items()}},
+        {"train_loss": sft["train_loss"], "rows": sft["traces"], "steps": sft["steps"]}, sft["losses"])
+    tracking.log_training(mlflow_run, f"{name}/value", {
+        "model": "value", "trace_snapshot": f"{run_id}/{iteration}/value", "view": "value_paths",
+        "target_method": config.value_targets, "init": value, "output": fit["path"],
+        **{f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}},
+        {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"]}, fit["losses"])
     return sft["path"], fit["path"]
 
 

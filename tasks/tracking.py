@@ -56,3 +56,20 @@ def log_curve(run_id: str, key: str, points: list[tuple[int, float]]) -> None:
     client = MlflowClient()
     for step, value in points:
         client.log_metric(run_id, key, float(value), step=int(step))
+
+
+def log_training(parent_run_id: str, name: str, params: dict, metrics: dict[str, float],
+                 curve: list[tuple[int, float]]) -> str:
+    """One finished training as its own MLflow run nested under `parent_run_id`; returns its id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(parent.info.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_run_id})
+    run_id = run.info.run_id
+    for key, value in params.items():
+        client.log_param(run_id, key, value)
+    log_metrics(run_id, metrics)
+    log_curve(run_id, "loss", curve)
+    client.set_terminated(run_id)
+    return run_id

@@ -59,11 +59,21 @@ def test_mlflow_has_the_iteration_runs_with_metrics(flywheel_run):
     mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
     runs = mlflow.search_runs(experiment_names=["treeflow"], output_format="list")
     names = sorted(r.info.run_name for r in runs)
-    assert names == ["t1", "t1/iteration-0", "t1/iteration-1"]
+    assert names == ["t1", "t1/iteration-0", "t1/iteration-1", "t1/iteration-1/sft", "t1/iteration-1/value"]
     it1 = next(r for r in runs if r.info.run_name == "t1/iteration-1")
     expected = next(r["accuracy"] for r in table if r["iteration"] == 1 and r["method"] == "mcts_alpha")
     assert it1.data.metrics["mcts_alpha/accuracy"] == pytest.approx(expected)
     assert "value/train_loss" in it1.data.metrics and it1.data.params["trace_snapshot"] == "t1@1"
+    # each training is its own run under its iteration: snapshot, view, target method, settings, loss curve
+    value_run = next(r for r in runs if r.info.run_name == "t1/iteration-1/value")
+    assert value_run.data.tags["mlflow.parentRunId"] == it1.info.run_id
+    params = value_run.data.params
+    assert params["trace_snapshot"] == "t1/1/value" and params["view"] == "value_paths"
+    assert value_run.data.params["target_method"] == "math_shepherd_hard"
+    assert value_run.data.params["value.max_steps"] == "2"
+    curve = mlflow.MlflowClient().get_metric_history(value_run.info.run_id, "loss")
+    assert len(curve) >= 1 and value_run.data.metrics["train_loss"] == pytest.approx(
+        it1.data.metrics["value/train_loss"])
 
 
 def test_model_directories_are_written(flywheel_run):
@@ -125,7 +135,9 @@ def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
     dataset = load(path, "prm_targets")
     assert len(lines) == dataset.num_rows > n  # every method's rows, not only monte_carlo's
     assert set(dataset.column_names) >= {"prefix", "step", "method", "target"}
-    assert json.loads(lines[0])["prefix"] == dataset[0]["prefix"]
+    keys = sorted((r["tree_id"], r["node_id"], r["method"], r["prefix"]) for r in map(json.loads, lines))
+    assert keys == sorted(zip(dataset["tree_id"], dataset["node_id"], dataset["method"], dataset["prefix"],
+                              strict=True))  # the same rows (in no particular order)
     assert main(["export", "no_such_view", "--out", str(tmp_path / "x.parquet"), "--store", path]) == 2
     assert "no table or view 'no_such_view'" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
