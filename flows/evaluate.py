@@ -13,12 +13,11 @@ import uuid
 
 from prefect import flow
 
-from flows.config import FlywheelConfig, method_configs
+from flows.config import FlywheelConfig
 from flows.figures import plot_accuracy_vs_tokens
-from flows.flywheel import EVAL_METRICS, _bootstrap_value, _search_kwargs, _shard, bootstrap_policy_task
+from flows.flywheel import EVAL_METRICS, _bootstrap_value, _evaluate, bootstrap_policy_task
 from tasks import tracking
-from tasks.search import search_task
-from tasks.store import ingest_task, record_run_task, summarize_task
+from tasks.store import record_run_task
 
 
 @flow(name="evaluate")
@@ -35,7 +34,6 @@ def evaluate(config: FlywheelConfig, seeds: list[int], plot: str | None = None) 
     experiment = tracking.setup(tracking.tracking_uri(paths["mlflow"]), paths["artifacts"])
     policy = bootstrap_policy_task(config)
     value = _bootstrap_value(config, run_id, policy)
-    configs = method_configs(config)
     rows: list[dict] = []
     with mlflow.start_run(experiment_id=experiment, run_name=run_id) as parent:
         mlflow.set_tags({"treeflow.run_id": run_id, "treeflow.kind": "evaluate"})
@@ -46,21 +44,11 @@ def evaluate(config: FlywheelConfig, seeds: list[int], plot: str | None = None) 
             seeded = config.model_copy(update={"seed": seed})
             with mlflow.start_run(experiment_id=experiment, run_name=f"{run_id}/seed-{seed}", nested=True,
                                   parent_run_id=parent.info.run_id) as seed_run:
-                for method in config.evaluation.methods:
-                    stats = search_task(**_search_kwargs(seeded, run_id, policy, value), split="test", start=0,
-                                        count=config.task.test_size, method=method,
-                                        method_config=configs[method],
-                                        shard=_shard(seeded, run_id, 0, f"eval-s{seed}", method), iteration=0,
-                                        stage="eval", budgets=budgets)
-                    ingest_task(store_path, [stats["shard"]])
-                    for budget, costs in stats["costs"].items():
-                        b = None if budget == "None" else int(budget)
-                        row = summarize_task(store_path, run_id, 0, method, "test", b, costs["wall_seconds"],
-                                             seed=seed, costs=costs)
-                        rows.append(row)
-                        key = method if b is None else f"{method}/b{b}"
-                        tracking.log_metrics(seed_run.info.run_id,
-                                             {f"{key}/{name}": row[name] for name in EVAL_METRICS})
+                for row in _evaluate(seeded, run_id, 0, policy, value):
+                    rows.append(row)
+                    key = row["method"] if row["budget"] is None else f"{row['method']}/b{row['budget']}"
+                    tracking.log_metrics(seed_run.info.run_id,
+                                         {f"{key}/{name}": row[name] for name in EVAL_METRICS})
         figure = plot_accuracy_vs_tokens(
             rows, plot or paths["root"] / f"{run_id}-accuracy-vs-tokens.png",
             f"{config.task.name}: accuracy vs generated tokens ({len(seeds)} seed{'s' * (len(seeds) > 1)}, "

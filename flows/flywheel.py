@@ -77,7 +77,8 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str) -> list[dict]:
-    """Every method on the test problems at every budget; one `evaluations` row per (method, budget)."""
+    """Every method on the test problems at every budget with `config.seed`; one `evaluations` row per
+    (method, budget)."""
     budgets = config.evaluation.budgets or [config.evaluation.token_budget]
     configs = method_configs(config)
     methods = config.evaluation.methods
@@ -87,12 +88,11 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
     for method in methods:
         stats = search_task(**_search_kwargs(config, run_id, policy, value), split="test", start=0,
                             count=config.task.test_size, method=method, method_config=configs[method],
-                            shard=_shard(config, run_id, iteration, "eval", method), iteration=iteration,
-                            stage="eval", budgets=budgets)
+                            shard=_shard(config, run_id, iteration, f"eval-s{config.seed}", method),
+                            iteration=iteration, stage="eval", budgets=budgets)
         ingest_task(str(config.paths["store"]), [stats["shard"]])
         for budget, costs in stats["costs"].items():
-            b = None if budget == "None" else int(budget)
-            rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test", b,
+            rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test", budget,
                                        costs["wall_seconds"], seed=config.seed, costs=costs))
     return rows
 

@@ -34,8 +34,7 @@ UNGUIDED = {"greedy", "self_consistency"}
 
 #: sampling methods as functions of a sample pool: fn(prompts, pool, config, *, evaluate, canonical)
 POOLED = {
-    "self_consistency": lambda prompts, pool, config, *, evaluate=None, canonical=str.strip: vote_pool(
-        prompts, pool, config, canonical=canonical),
+    "self_consistency": vote_pool,
     "best_of_n_orm": best_of_n_pool,
     "best_of_n_prm": best_of_n_pool,
 }

@@ -93,17 +93,18 @@ def _sync_values(run: _Run) -> None:
     run.V += [0.0 if math.isnan(v) else v for v in tree.value[len(run.V):]]
 
 
-def _gate(run: _Run, config: MCTSStarConfig) -> bool:
+def _passes_gate(run: _Run, nodes: list[int], config: MCTSStarConfig) -> bool:
+    """Whether one of `nodes` is an answered terminal valued at the end gate or above. A terminal's V is
+    its PRM value from the moment it is created (it has no rollout and no children), so checking the new
+    children of each expansion is checking every terminal."""
     tree = run.tree
-    return any(tree.terminal[n] and tree.answer[n] is not None and run.V[n] >= config.end_gate
-               for n in range(len(tree)))
+    return any(tree.terminal[n] and tree.answer[n] is not None and run.V[n] >= config.end_gate for n in nodes)
 
 
 def _next_leaf(run: _Run, config: MCTSStarConfig) -> int | None:
     tree = run.tree
     while not run.done:
-        if run.sims >= config.simulations or over_budget(tree, config.token_budget) or tree.terminal[0] \
-                or _gate(run, config):
+        if run.sims >= config.simulations or over_budget(tree, config.token_budget) or tree.terminal[0]:
             run.done = True
             break
         leaf = select(run, config.c_uct)
@@ -154,6 +155,7 @@ def mcts_star(prompts: list[str], config: MCTSStarConfig, *, propose: Propose, e
         value_new([(run.tree, c) for (run, _), new in zip(requests, kids, strict=True) for c in new], evaluate)
         for (run, leaf), new in zip(requests, kids, strict=True):
             _sync_values(run)
+            run.done = _passes_gate(run, new, config)  # finishes this simulation, then stops
             best = max(new, key=lambda c: run.V[c], default=leaf)
             run.rollout_node = best
             if best != leaf and not run.tree.terminal[best]:

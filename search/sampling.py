@@ -84,8 +84,9 @@ def trie(prompt: str, samples: list[list[Candidate]], max_depth: int) -> tuple[T
 
 
 def vote_pool(prompts: list[str], pool: list[list[list[Candidate]]], config: SamplingConfig, *,
-              canonical: Canonical = str.strip) -> list[SearchResult]:
-    """Self-Consistency from a sample pool: majority vote over the samples that fit the budget."""
+              evaluate: Evaluate | None = None, canonical: Canonical = str.strip) -> list[SearchResult]:
+    """Self-Consistency from a sample pool: majority vote over the samples that fit the budget (the value
+    model, if given, is not consulted; the parameter keeps the pooled methods' one signature)."""
     results = []
     for prompt, samples in zip(prompts, pool, strict=True):
         tree, leaves = trie(prompt, within_budget(samples, config.token_budget), config.max_depth)

@@ -27,6 +27,10 @@ def _delta(after: dict, before: dict) -> dict:
     return {k: after[k] - before[k] for k in after}
 
 
+def _add(a: dict, b: dict) -> dict:
+    return {k: a[k] + b[k] for k in a}
+
+
 def run_search(*, task_name: str, task_options: dict, split: str, start: int, count: int, method: str,
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
@@ -58,13 +62,19 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)
     budgets = [None] if method == "greedy" else budgets or [getattr(method_config, "token_budget", None)]
-    costs = {b: None for b in budgets}
+    nothing = {**dict.fromkeys(_costs(policy, value), 0), "wall_seconds": 0.0}
+    costs = {b: nothing for b in budgets}
     trees, nodes = [], []
     evaluate = value.score if value else None
 
-    def record(b, before: dict, seconds: float, results, batch) -> None:
-        spent = {**_delta(_costs(policy, value), before), "wall_seconds": seconds}
-        costs[b] = spent if costs[b] is None else {k: costs[b][k] + spent[k] for k in spent}
+    def measured(work, *args, **kwargs):
+        """Call `work`; return its result and what it cost (counters and wall seconds)."""
+        before, t0 = _costs(policy, value), time.perf_counter()
+        result = work(*args, **kwargs)
+        return result, {**_delta(_costs(policy, value), before), "wall_seconds": time.perf_counter() - t0}
+
+    def record(b, spent: dict, results, batch) -> None:
+        costs[b] = _add(costs[b], spent)
         for p, r in zip(batch, results, strict=True):
             tree_row, node_rows = result_rows(
                 r, p, tree_id=f"{run_id}/{iteration}/{stage}/{method}/b{b}/s{seed}/{p.id}", run_id=run_id,
@@ -77,26 +87,24 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
         for i in range(0, len(problems), batch_size):
             batch = problems[i:i + batch_size]
             prompts, canonical = [p.prompt for p in batch], batch[0].canonical
-            if method in POOLED:
-                before, t0 = _costs(policy, value), time.perf_counter()
-                pool = sample_paths(prompts, propose=policy.propose_steps, n=method_config.n,
-                                    temperature=method_config.temperature, max_depth=method_config.max_depth)
-                pool_cost, pool_seconds = _delta(_costs(policy, value), before), time.perf_counter() - t0
+            pool, pool_cost = None, nothing
+            if method in POOLED:  # one pool for every budget, its cost charged to each
+                pool, pool_cost = measured(sample_paths, prompts, propose=policy.propose_steps, n=method_config.n,
+                                           temperature=method_config.temperature,
+                                           max_depth=method_config.max_depth)
             for b in budgets:
-                before, t0 = _costs(policy, value), time.perf_counter()
                 config = replace(method_config, token_budget=b) if hasattr(method_config, "token_budget") \
                     else method_config
-                if method in POOLED:
-                    before = _delta(before, pool_cost)  # charge the pool's cost to every budget
-                    t0 -= pool_seconds
-                    results = POOLED[method](prompts, pool, config, evaluate=evaluate, canonical=canonical)
+                if pool is not None:
+                    results, spent = measured(POOLED[method], prompts, pool, config, evaluate=evaluate,
+                                              canonical=canonical)
                 else:
-                    results = fn(prompts, config, propose=policy.propose_steps, evaluate=evaluate,
-                                 canonical=canonical)
-                record(b, before, time.perf_counter() - t0, results, batch)
+                    results, spent = measured(fn, prompts, config, propose=policy.propose_steps,
+                                              evaluate=evaluate, canonical=canonical)
+                record(b, _add(spent, pool_cost), results, batch)
             update(i + len(batch))
     path = write_shard(Path(shard), trees=trees, nodes=nodes, problems=[problem_row(p) for p in problems])
-    out = {"shard": str(path), "costs": {str(b): c for b, c in costs.items()}, **policy.stats.as_dict(),
+    out = {"shard": str(path), "costs": costs, **policy.stats.as_dict(),
            "value_tokens": value.scored_tokens if value else 0}
     return out
 
