@@ -1,4 +1,4 @@
-"""The `treeflow` command: demo (the main job), run, evaluate, plot, export, sql."""
+"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, evaluate, plot, export, sql."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the flywheel from a YAML config")
     run.add_argument("--config", required=True)
     run.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    for name, what in (("flywheel", "the search flywheel (MCTS-alpha generates the training traces)"),
+                       ("rest-em", "the ReST-EM baseline (k samples per training problem, same token cap)")):
+        cmd = sub.add_parser(name, help=f"run {what}; prints greedy and MCTS-alpha accuracy and the value "
+                                        "model's held-out AUC per iteration")
+        cmd.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+        cmd.add_argument("--iterations", type=int, default=None)
+        cmd.add_argument("--workdir", default=None, help="overrides the config's workdir")
+        cmd.add_argument("--run-id", default=None)
     ev = sub.add_parser("evaluate", help="every method at the same generated-token budgets; rows to the store "
                                          "and MLflow, and a PNG of accuracy vs tokens")
     ev.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         env.configure(config.workdir)
         if args.command == "evaluate":
             return _evaluate(config, _ints(args.seeds, "--seeds"), args.plot)
-        return _run(config)
+        return _run(config, "rest_em" if args.command == "rest-em" else "mcts_alpha")
     except Exception as e:  # every expected bad input becomes one line and exit 2
         if not _is_bad_input(e):
             raise
@@ -99,7 +107,13 @@ def _config(args):
         return FlywheelConfig(**overrides)
     if args.command == "evaluate":
         return _evaluate_config(args)
-    return load_config(args.config, {"workdir": args.workdir} if args.workdir else None)
+    overrides = {"workdir": args.workdir} if args.workdir else {}
+    if args.command in ("flywheel", "rest-em"):
+        overrides.update({k: v for k, v in (("iterations", args.iterations), ("run_id", args.run_id))
+                          if v is not None})
+        if args.config is None:
+            return FlywheelConfig(**overrides)
+    return load_config(args.config, overrides)
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -155,30 +169,55 @@ def preflight(config) -> None:
     select_problems(config.task.name, "train", 0, 1, config.task.options)
 
 
-def _run(config) -> int:
+def _run(config, generator: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from flows.flywheel import flywheel, summary_rows
+    from flows.flywheel import flywheel, rest_em, summary_rows
 
     t0 = time.perf_counter()
-    table = flywheel(config)
+    result = (flywheel if generator == "mcts_alpha" else rest_em)(config)
     wall = time.perf_counter() - t0
-    out = Table(title=f"treeflow flywheel on {config.task.name}: test accuracy at "
-                      f"{config.evaluation.token_budget} generated tokens/problem")
+    name = "flywheel" if generator == "mcts_alpha" else "ReST-EM"
+    console = Console(width=max(Console().width, 110))
+    console.print(_iteration_table(result, f"treeflow {name} on {config.task.name}: per iteration "
+                                           f"({config.evaluation.token_budget} tokens/problem)",
+                                   config.evaluation.token_budget))
+    out = Table(title=f"every evaluated method: test accuracy at {config.evaluation.token_budget} "
+                      "generated tokens/problem")
     for col in ("iteration", "method", "accuracy", "tokens/problem", "value calls", "value AUC", "wall s"):
         out.add_column(col, justify="right" if col != "method" else "left", no_wrap=True)
-    for r in summary_rows(table):
+    for r in summary_rows(result["evaluations"]):
         out.add_row(str(r["iteration"]), r["method"], f"{100 * r['accuracy']:.1f}%",
                     f"{r['tokens_per_problem']:.0f}", f"{r['value_states_per_problem']:.0f}",
                     "" if r["value_auc"] is None else f"{r['value_auc']:.2f}", f"{r['wall_seconds']:.0f}")
-    console = Console(width=max(Console().width, 110))
     console.print(out)
     from tasks.tracking import tracking_uri
 
     console.print(f"wall time {wall / 60:.1f} min; store {Path(config.paths['store'])}; "
                   f"MLflow {tracking_uri(config.paths['mlflow'])}")
     return 0
+
+
+def _iteration_table(result: dict, title: str, budget: int):
+    """Greedy and MCTS-alpha accuracy, the value model's held-out AUC and the training generation, per
+    iteration (blank where a figure was not measured)."""
+    from rich.table import Table
+
+    acc = {(r["iteration"], r["method"]): r["accuracy"] for r in result["evaluations"]
+           if r["budget"] in (None, budget)}
+    table = Table(title=title)
+    for col in ("iteration", "greedy", "MCTS-alpha", "value AUC (held out)", "value MSE", "train tokens/problem",
+                "D+ traces"):
+        table.add_column(col, justify="right", no_wrap=True)
+    pct = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    num = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    for it in result["iterations"]:
+        i = it["iteration"]
+        table.add_row(str(i), pct(acc.get((i, "greedy"))), pct(acc.get((i, "mcts_alpha"))),
+                      num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_mse"], ".3f"),
+                      num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
+    return table
 
 
 def _evaluate(config, seeds: list[int], plot: str | None) -> int:

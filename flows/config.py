@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.tiny import TinyRecipe
-from models.training import SFTSettings, ValueSettings
+from models.training import RewardSettings, SFTSettings, ValueSettings
 from search.bfs_v import BFSVConfig
 from search.mcts_alpha import MCTSAlphaConfig
 
@@ -91,6 +91,25 @@ class EvaluationSettings(_Strict):
         return self
 
 
+class ORMSettings(_Strict):
+    """An outcome reward model trained each iteration (TRL RewardTrainer on correct-vs-wrong final answers
+    of the same tree); Best-of-N ORM then reads it instead of the value model."""
+
+    enabled: bool = False
+    pairs_per_tree: int = Field(4, ge=1, description="at most this many (correct, wrong) pairs per tree")
+    training: RewardSettings = RewardSettings(max_steps=100)
+
+
+class RestEMSettings(_Strict):
+    """The ReST-EM baseline: sample `samples` solutions per training problem instead of searching, keep the
+    correct ones, SFT. Everything else (problems, SFT, value refit, evaluation) is the flywheel's."""
+
+    samples: int = Field(16, ge=1, description="samples per training problem (cut to `token_budget`)")
+    token_budget: int | None = Field(
+        None, description="generated tokens per training problem (default: search.token_budget, else "
+                          "evaluation.token_budget), the same cap the search flywheel's MCTS runs under")
+
+
 class RegistrySettings(_Strict):
     """Register every trained model in MLflow (alias `candidate`); move `champion` when the gate passes."""
 
@@ -125,9 +144,17 @@ class FlywheelConfig(_Strict):
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")
-    value_targets: Literal["monte_carlo", "math_shepherd_hard"] = Field(
-        "monte_carlo", description="step values the value model regresses on (value_paths view)")
+    sft_init: Literal["previous", "base"] = Field(
+        "previous", description="fine-tune the previous iteration's policy, or the base policy each time "
+                                "(ReST-EM's choice) on this iteration's correct traces")
+    value_targets: Literal["monte_carlo", "math_shepherd_soft", "math_shepherd_hard", "td_lambda", "rest_mcts"] = \
+        Field("monte_carlo", description="the per-step targets the value model trains on (storage.datasets)")
+    value_td_lambda: float = Field(0.9, ge=0.0, le=1.0, description="lambda of the td_lambda targets")
+    value_holdout: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of trees held out of value "
+                                                                 "training to measure its MSE and step AUC")
     value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
+    orm: ORMSettings = ORMSettings()
+    rest_em: RestEMSettings = RestEMSettings()
     registry: RegistrySettings = RegistrySettings()
 
     @model_validator(mode="after")

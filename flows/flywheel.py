@@ -1,9 +1,11 @@
-"""The flywheel flow: search -> store -> SFT the policy -> retrain the value -> evaluate, per iteration.
+"""The flywheel flow, and the ReST-EM baseline that differs from it only in how it generates.
 
-Iteration 0 evaluates the starting models; iteration i (1..N) searches fresh training problems with the
-models of iteration i-1 (MCTS-alpha), stores the trees, fine-tunes the policy on the correct traces,
-retrains the value model on the Monte Carlo targets, then evaluates every method on the same test
-problems at the same token budget. Each iteration is an MLflow run nested under the flow's run.
+Iteration 0 evaluates the starting models; iteration i (1..N) generates on fresh training problems with
+the models of iteration i-1, stores the trees, fine-tunes the policy on the correct traces (D+),
+retrains the value model (and the ORM, when enabled) on the store's step targets, then evaluates every
+method on the same test problems at the same token budget. The flywheel generates by MCTS-alpha; ReST-EM
+samples k solutions per problem under the same per-problem token cap. Each iteration is an MLflow run
+nested under the flow's run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from search.sampling import SamplingConfig
 from tasks import tracking
 from tasks.search import search_task
 from tasks.store import ingest_task, record_run_task, summarize_task
-from tasks.train import fit_value_task, sft_policy_task
+from tasks.train import fit_orm_task, fit_value_task, sft_policy_task, value_metrics
+
+GENERATORS = ("mcts_alpha", "rest_em")
 
 
 @task(name="bootstrap-policy", cache_policy=NONE, persist_result=False)
@@ -60,7 +64,8 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
 
         return resolve_model(config.value.path)
     key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
-                                     repr(config.value_training), config.value_targets,
+                                     repr(config.value_training), config.value_targets, config.value_td_lambda,
+                                     config.value_holdout,
                                      config.policy.model_dump(exclude={"backend", "device"}), config.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
@@ -72,13 +77,18 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
                         shard=_shard(config, run_id, 0, "bootstrap", "self_consistency"), iteration=0,
                         stage="bootstrap")
     ingest_task(str(config.paths["store"]), [stats["shard"]])
-    return fit_value_task(str(config.paths["store"]), run_id, 0, policy, str(out), config.value_training,
-                          config.value_targets)["path"]
+    return _fit_value(config, run_id, 0, policy, str(out))["path"]
 
 
-def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str) -> list[dict]:
+def _fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, out: str) -> dict:
+    return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
+                          config.value_targets, config.value_td_lambda, config.value_holdout)
+
+
+def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,
+              orm: str | None = None) -> list[dict]:
     """Every method on the test problems at every budget with `config.seed`; one `evaluations` row per
-    (method, budget)."""
+    (method, budget). Best-of-N ORM reads the `orm` model when there is one, else the value model."""
     budgets = config.evaluation.budgets or [config.evaluation.token_budget]
     configs = method_configs(config)
     methods = config.evaluation.methods
@@ -86,7 +96,8 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
         methods = config.evaluation.later_methods
     rows = []
     for method in methods:
-        stats = search_task(**_search_kwargs(config, run_id, policy, value), split="test", start=0,
+        verifier = orm if method == "best_of_n_orm" and orm else value
+        stats = search_task(**_search_kwargs(config, run_id, policy, verifier), split="test", start=0,
                             count=config.task.test_size, method=method, method_config=configs[method],
                             shard=_shard(config, run_id, iteration, f"eval-s{config.seed}", method),
                             iteration=iteration, stage="eval", budgets=budgets)
@@ -107,42 +118,78 @@ def metric_key(row: dict, budgets: list[int]) -> str:
     return row["method"] if row["budget"] is None or len(budgets) == 1 else f"{row['method']}/b{row['budget']}"
 
 
+@dataclasses.dataclass
+class Models:
+    """The models an iteration starts from (and the base policy, for `sft_init: base`)."""
+
+    base: str
+    policy: str
+    value: str
+    orm: str | None = None
+
+
 @flow(name="flywheel")
-def flywheel(config: FlywheelConfig) -> list[dict]:
-    """Run the flywheel; returns one row per (iteration, method) with accuracy and tokens per problem."""
+def flywheel(config: FlywheelConfig) -> dict:
+    """Run the search flywheel (MCTS-alpha generates the training traces).
+
+    Returns `{"evaluations": one row per (iteration, method, budget), "iterations": one row per iteration
+    with its training figures}`.
+    """
+    return _run(config, "mcts_alpha")
+
+
+@flow(name="rest-em")
+def rest_em(config: FlywheelConfig) -> dict:
+    """Run the ReST-EM baseline: as the flywheel, but sampling `rest_em.samples` solutions per training
+    problem (cut to the same token cap) instead of searching. Returns what `flywheel` returns."""
+    return _run(config, "rest_em")
+
+
+def _run(config: FlywheelConfig, generator: str) -> dict:
     import mlflow
 
+    kind = "flywheel" if generator == "mcts_alpha" else "rest_em"
     paths = config.paths
     paths["root"].mkdir(parents=True, exist_ok=True)
-    run_id = config.run_id or f"flywheel-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = config.run_id or f"{kind.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     store_path = str(paths["store"])
-    record_run_task(store_path, run_id, "flywheel", config.model_dump(mode="json"))
+    record_run_task(store_path, run_id, kind, config.model_dump(mode="json"))
     experiment = tracking.setup(tracking.tracking_uri(paths["mlflow"]), paths["artifacts"])
 
     policy = bootstrap_policy_task(config)
-    value = _bootstrap_value(config, run_id, policy)
+    models = Models(base=policy, policy=policy, value=_bootstrap_value(config, run_id, policy))
     table: list[dict] = []
+    iterations: list[dict] = [{"iteration": 0, "generated_tokens_per_problem": None, "traces": None,
+                               **_value_figures(value_metrics(models.value))}]
     with mlflow.start_run(experiment_id=experiment, run_name=run_id) as parent:
-        mlflow.set_tags({"treeflow.run_id": run_id, "treeflow.kind": "flywheel"})
+        mlflow.set_tags({"treeflow.run_id": run_id, "treeflow.kind": kind})
         mlflow.log_params({"task": config.task.name, "iterations": config.iterations, "seed": config.seed,
-                           "token_budget": config.evaluation.token_budget, "policy": policy, "value": value})
+                           "generator": generator, "token_budget": config.evaluation.token_budget,
+                           "policy": policy, "value": models.value})
         for iteration in range(config.iterations + 1):
             with mlflow.start_run(experiment_id=experiment, run_name=f"{run_id}/iteration-{iteration}",
                                   nested=True, parent_run_id=parent.info.run_id) as it_run:
                 mlflow.log_params({"iteration": iteration, "trace_snapshot": f"{run_id}@{iteration}"})
                 if iteration > 0:
-                    policy, value = _iterate(config, run_id, iteration, policy, value, it_run.info.run_id)
-                mlflow.log_params({"policy": policy, "value": value})
+                    models, summary = _iterate(config, run_id, iteration, models, it_run.info.run_id, generator)
+                    iterations.append(summary)
+                mlflow.log_params({"policy": models.policy, "value": models.value, "orm": models.orm})
                 budgets = config.evaluation.budgets or [config.evaluation.token_budget]
-                rows = _evaluate(config, run_id, iteration, policy, value)
+                rows = _evaluate(config, run_id, iteration, models.policy, models.value, models.orm)
                 for row in rows:
                     table.append(row)
                     key = metric_key(row, budgets)
                     tracking.log_metrics(it_run.info.run_id, {f"{key}/{name}": row[name] for name in EVAL_METRICS})
                     tracking.log_metrics(parent.info.run_id, {f"{key}/accuracy": row["accuracy"]}, step=iteration)
+                tracking.log_metrics(parent.info.run_id,
+                                     {"value/heldout_auc": iterations[-1]["value_heldout_auc"]}, step=iteration)
                 if config.registry.enabled and iteration > 0:
-                    _register(config, run_id, iteration, policy, value, table, it_run.info.run_id)
-    return table
+                    _register(config, run_id, iteration, models, table, it_run.info.run_id)
+    return {"evaluations": table, "iterations": iterations}
+
+
+def _value_figures(metrics: dict) -> dict:
+    return {"value_heldout_auc": metrics.get("heldout_auc"), "value_heldout_mse": metrics.get("heldout_mse")}
 
 
 def _gate_value(table: list[dict], iteration: int, metric: str) -> float | None:
@@ -151,13 +198,16 @@ def _gate_value(table: list[dict], iteration: int, metric: str) -> float | None:
 
 
 @task(name="register-models", cache_policy=NONE, persist_result=False)
-def _register(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str, table: list[dict],
+def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Models, table: list[dict],
               mlflow_run: str) -> bool:
     """Register this iteration's models (`candidate`); move `champion` to them if the gate passes."""
     from tasks import registry
 
     versions = {}
-    for name, path, kind in ((registry.POLICY, policy, "policy"), (registry.VALUE, value, "value")):
+    trained = [(registry.POLICY, models.policy, "policy"), (registry.VALUE, models.value, "value")]
+    if models.orm is not None:
+        trained.append((registry.ORM, models.orm, "orm"))
+    for name, path, kind in trained:
         tags = {"treeflow.run_id": run_id, "treeflow.iteration": str(iteration),
                 "treeflow.snapshot": f"{run_id}/{iteration}/{kind}"}
         versions[name] = registry.register(path, name, tags, mlflow_run)
@@ -172,39 +222,78 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
     return promoted
 
 
-def _iterate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,
-             mlflow_run: str) -> tuple[str, str]:
-    """One flywheel iteration: search the training slice, store, SFT the policy, retrain the value."""
-    store_path = str(config.paths["store"])
+def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, generator: str) -> dict:
+    """This iteration's training trees: MCTS-alpha (the flywheel) or k samples per problem (ReST-EM)."""
     start = config.value.problems + (iteration - 1) * config.task.train_per_iteration
-    stats = search_task(**_search_kwargs(config, run_id, policy, value), split="train", start=start,
-                        count=config.task.train_per_iteration, method="mcts_alpha", method_config=config.search,
-                        shard=_shard(config, run_id, iteration, "search", "mcts_alpha"), iteration=iteration,
-                        stage="search")
+    common = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", start=start,
+                  count=config.task.train_per_iteration, iteration=iteration, stage="search")
+    if generator == "mcts_alpha":
+        return search_task(**common, method="mcts_alpha", method_config=config.search,
+                           shard=_shard(config, run_id, iteration, "search", "mcts_alpha"))
+    budget = config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget
+    sampling = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
+    return search_task(**common, method="self_consistency", method_config=sampling,
+                       budgets=[budget], shard=_shard(config, run_id, iteration, "search", "rest_em"))
+
+
+def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, mlflow_run: str,
+             generator: str) -> tuple[Models, dict]:
+    """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM)."""
+    store_path = str(config.paths["store"])
+    stats = _generate(config, run_id, iteration, models, generator)
     added = ingest_task(store_path, [stats["shard"]])
-    models = config.paths["models"] / run_id
+    out = config.paths["models"] / run_id
     recipe = config.tiny if config.policy.path is None else None
-    sft = sft_policy_task(store_path, run_id, iteration, policy, str(models / f"policy-it{iteration}"), config.sft,
+    init = models.base if config.sft_init == "base" else models.policy
+    sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
                           recipe, config.mix_demos)
-    fit = fit_value_task(store_path, run_id, iteration, value, str(models / f"value-it{iteration}"),
-                         config.value_training, config.value_targets)
-    tracking.log_metrics(mlflow_run, {"search/trees": added, "search/generated_tokens": stats["generated_tokens"],
-                                      "sft/traces": sft["traces"], "sft/train_loss": sft["train_loss"],
-                                      "value/targets": fit["targets"], "value/train_loss": fit["train_loss"]})
+    fit = _fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
+    orm = None
+    if config.orm.enabled:
+        orm = fit_orm_task(store_path, run_id, iteration, models.orm or models.value,
+                           str(out / f"orm-it{iteration}"), config.orm.training, config.orm.pairs_per_tree)
+    per_problem = stats["generated_tokens"] / config.task.train_per_iteration
+    tracking.log_metrics(mlflow_run, {
+        "search/trees": added, "search/generated_tokens": stats["generated_tokens"],
+        "search/generated_tokens_per_problem": per_problem, "sft/traces": sft["traces"],
+        "sft/train_loss": sft["train_loss"], "value/targets": fit["targets"],
+        "value/train_loss": fit["train_loss"], "value/heldout_mse": fit["heldout_mse"],
+        "value/heldout_auc": fit["heldout_auc"],
+        **({"orm/pairs": orm["pairs"], "orm/train_loss": orm["train_loss"]} if orm else {})})
+    _log_trainings(config, f"{run_id}/iteration-{iteration}", mlflow_run, generator,
+                   {"policy": (init, sft), "value": (models.value, fit), "orm": (models.orm or models.value, orm)})
+    summary = {"iteration": iteration, "generated_tokens_per_problem": per_problem, "traces": sft["traces"],
+               **_value_figures(fit)}
+    new_orm = orm["path"] if orm and orm["pairs"] else models.orm
+    return Models(models.base, sft["path"], fit["path"], new_orm), summary
+
+
+def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator: str, done: dict) -> None:
+    """Each training of the iteration as its own MLflow run: its snapshot, view, settings, loss curve."""
+    snapshot = name.replace("/iteration-", "/")
+    (init, sft), (value_init, fit), (orm_init, orm) = done["policy"], done["value"], done["orm"]
     tracking.log_curve(mlflow_run, "sft/loss", sft["losses"])
     tracking.log_curve(mlflow_run, "value/loss", fit["losses"])
-    name = f"{run_id}/iteration-{iteration}"
     tracking.log_training(mlflow_run, f"{name}/sft", {
-        "model": "policy", "trace_snapshot": f"{run_id}/{iteration}/policy", "view": "sft_traces",
-        "init": policy, "output": sft["path"], "mixed_demonstrations": sft["demos"],
+        "model": "policy", "trace_snapshot": f"{snapshot}/policy", "view": "sft_traces", "generator": generator,
+        "init": init, "output": sft["path"], "mixed_demonstrations": sft["demos"],
         **{f"sft.{k}": v for k, v in dataclasses.asdict(config.sft).items()}},
         {"train_loss": sft["train_loss"], "rows": sft["traces"], "steps": sft["steps"]}, sft["losses"])
     tracking.log_training(mlflow_run, f"{name}/value", {
-        "model": "value", "trace_snapshot": f"{run_id}/{iteration}/value", "view": "value_paths",
-        "target_method": config.value_targets, "init": value, "output": fit["path"],
+        "model": "value", "trace_snapshot": f"{snapshot}/value", "view": "value_paths",
+        "target_method": config.value_targets, "td_lambda": config.value_td_lambda,
+        "holdout": config.value_holdout, "init": value_init, "output": fit["path"],
         **{f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}},
-        {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"]}, fit["losses"])
-    return sft["path"], fit["path"]
+        {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"],
+         "heldout_mse": fit["heldout_mse"], "heldout_auc": fit["heldout_auc"],
+         "heldout_states": fit["heldout_states"]}, fit["losses"])
+    if orm is not None and orm["pairs"]:
+        tracking.log_training(mlflow_run, f"{name}/orm", {
+            "model": "orm", "trace_snapshot": f"{snapshot}/orm", "view": "orm_rows",
+            "trainer": "trl.RewardTrainer", "init": orm_init, "output": orm["path"],
+            "pairs_per_tree": config.orm.pairs_per_tree,
+            **{f"orm.{k}": v for k, v in dataclasses.asdict(config.orm.training).items()}},
+            {"train_loss": orm["train_loss"], "rows": orm["pairs"], "steps": orm["steps"]}, orm["losses"])
 
 
 def summary_rows(table: list[dict]) -> list[dict]:

@@ -24,3 +24,29 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
         rank_sum += avg_rank * sum(1 for _, y in pairs[i:j] if y)
         i = j
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def heldout_value_metrics(score, rows: list[dict], limit: int = 4000) -> dict:
+    """A value model's MSE and step-ranking AUC on held-out paths.
+
+    `rows`: `{"prompt", "steps", "targets", "hard"}` per root-to-leaf path; every distinct state (the
+    prompt and the first k steps) counts once, up to `limit` states. `score` maps states to values. MSE
+    is against the training targets; AUC is of the value predicting that the state leads to a correct
+    answer (`hard` > 0).
+    """
+    states: dict[str, tuple[float, bool]] = {}
+    for row in rows:
+        text = row["prompt"]
+        for step, target, hard in zip(row["steps"], row["targets"], row["hard"], strict=True):
+            text += step
+            states.setdefault(text, (float(target), hard > 0))
+        if len(states) >= limit:
+            break
+    if not states:
+        return {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None}
+    texts = list(states)[:limit]
+    values = score(texts)
+    targets = [states[t][0] for t in texts]
+    mse = sum((v - t) ** 2 for v, t in zip(values, targets, strict=True)) / len(texts)
+    return {"heldout_states": len(texts), "heldout_mse": mse,
+            "heldout_auc": roc_auc(values, [states[t][1] for t in texts])}

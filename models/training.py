@@ -12,8 +12,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from models.errors import resolve_model
+
+#: model config key saying the head's output is a logit (BCE or Bradley-Terry): values are 2 * sigmoid - 1
+LOGIT_HEAD = "treeflow_logit_head"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,14 @@ class SFTSettings:
 
 @dataclass(frozen=True)
 class ValueSettings:
-    """Value regression (MSE on a scalar head read at the last token of the state)."""
+    """Value / PRM training: a scalar head read at the last token of each step.
+
+    `loss`: "mse" regresses the head on targets in [-1, 1] (both papers); "bce" trains it as a logit
+    on labels mapped to [0, 1] (cross-entropy on hard labels; soft targets work too), and the saved
+    model then reports 2 * sigmoid - 1, so search sees the same scale either way. `label_tokens`:
+    "step_end" labels each step's last token (the PRM reading); "every" labels all of a step's tokens
+    (TS-LLM's token-level critic).
+    """
 
     epochs: float = 2.0
     max_steps: int = -1
@@ -40,16 +51,37 @@ class ValueSettings:
     batch_size: int = 64
     max_length: int = 128
     seed: int = 0
+    loss: Literal["mse", "bce"] = "mse"
+    label_tokens: Literal["step_end", "every"] = "step_end"
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """ORM training: TRL RewardTrainer (Bradley-Terry) on (correct, wrong) final-answer pairs."""
+
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    max_length: int = 128
+    center_rewards: float | None = 0.01
+    seed: int = 0
 
 
 ProgressFn = Callable[[int, int], None]
 
 
 def _common_args(settings, out: str, n_rows: int) -> dict:
+    """Trainer arguments shared by every trainer: bf16 on GPUs that have it, fp32 on CPU. Launched with
+    `accelerate launch` / `torchrun`, the same call trains data-parallel on every GPU."""
+    import torch
+
+    gpu = torch.cuda.is_available()
     return dict(
         output_dir=out, num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
-        seed=settings.seed, use_cpu=True, bf16=False, activation_checkpointing=False,
+        seed=settings.seed, use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(),
+        activation_checkpointing=False,
         report_to=[], save_strategy="no", logging_steps=max(1, planned_steps(settings, n_rows) // 20),
         disable_tqdm=True, dataloader_num_workers=0,
     )
@@ -124,30 +156,33 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
 
 def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, settings: ValueSettings,
                 *, progress: ProgressFn | None = None) -> dict:
-    """Regress the scalar head by MSE at every labelled token; saves to `out_dir`; returns the history.
+    """Train the scalar head at every labelled token; saves to `out_dir`; returns the loss history.
 
-    A row is `{"segments": [[text, target | None], ...]}`: the texts concatenated form one state, and
-    every token of a segment is trained towards its target (None: not trained), as TS-LLM trains its
-    critic at every token. For a root-to-leaf path, each step's tokens carry that step's value, so the
-    head learns where along a line a mistake happens, not only at the line's end. `{"text", "target"}`
-    trains the last token only. Inference reads the last token (`*ForSequenceClassification`).
-    `init` is a causal LM directory (the backbone; the head starts fresh) or a value model directory.
+    A row is `{"segments": [[text, target | None], ...]}`: the texts concatenated form one state (the
+    prompt, then one segment per step), and a segment's target is the value of the state it ends in
+    (None: not trained). With `label_tokens="step_end"` only each step's last token carries it, where
+    inference reads the head; with "every", all its tokens do. `{"text", "target"}` trains the last
+    token only. Targets are on [-1, 1]. `init` is a causal LM directory (the backbone; the head starts
+    fresh) or a value model directory.
     """
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
     if not rows:
         raise ValueError("no value targets: nothing to train the value model on")
     path = resolve_model(init)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    set_seed(settings.seed)  # the fresh head's initialisation
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, problem_type="regression")
     model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
-    dataset = Dataset.from_list([_token_labels(tokenizer, row, settings.max_length) for row in rows])
+    setattr(model.config, LOGIT_HEAD, settings.loss == "bce")
+    dataset = Dataset.from_list([_token_labels(tokenizer, row, settings.max_length, settings.label_tokens)
+                                 for row in rows])
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine",
                                  remove_unused_columns=False)
-        trainer = _quiet(_token_value_trainer(model=model, args=args, train_dataset=dataset,
+        trainer = _quiet(_token_value_trainer(settings.loss, model=model, args=args, train_dataset=dataset,
                                               callbacks=_callbacks(progress),
                                               data_collator=_pad_collator(model.config.pad_token_id)))
         result = trainer.train()
@@ -158,7 +193,7 @@ def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, setting
 IGNORE = -100.0
 
 
-def _token_labels(tokenizer, row: dict, max_length: int) -> dict:
+def _token_labels(tokenizer, row: dict, max_length: int, label_tokens: str = "step_end") -> dict:
     """Token ids and one label per token (IGNORE where untrained), cut to the last `max_length` tokens."""
     segments = row["segments"] if "segments" in row else [[row["text"], None]]
     ids: list[int] = []
@@ -166,7 +201,12 @@ def _token_labels(tokenizer, row: dict, max_length: int) -> dict:
     for text, target in segments:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
-        labels += [IGNORE if target is None else float(target)] * len(piece)
+        if target is None or not piece:
+            labels += [IGNORE] * len(piece)
+        elif label_tokens == "every":
+            labels += [float(target)] * len(piece)
+        else:
+            labels += [IGNORE] * (len(piece) - 1) + [float(target)]
     if "segments" not in row:
         labels[-1] = float(row["target"])
     return {"input_ids": ids[-max_length:], "labels": labels[-max_length:]}
@@ -188,12 +228,13 @@ def _pad_collator(pad_id: int):
     return collate
 
 
-def _token_value_trainer(**kwargs):
-    """A Trainer taking the MSE at every labelled token (class built here: transformers loads lazily)."""
+def _token_value_trainer(loss: str, **kwargs):
+    """A Trainer taking the loss at every labelled token (class built here: transformers loads lazily)."""
+    import torch
     from transformers import Trainer
 
     class TokenValueTrainer(Trainer):
-        """MSE of the value head at every labelled token of a `*ForSequenceClassification` model."""
+        """MSE (or BCE on the logit) of the value head at every labelled token of a sequence classifier."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -201,10 +242,47 @@ def _token_value_trainer(**kwargs):
             hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
             values = model.score(hidden).squeeze(-1).float()
             keep = labels != IGNORE
-            loss = ((values - labels) ** 2)[keep].mean()
-            return (loss, values) if return_outputs else loss
+            if loss == "bce":
+                out = torch.nn.functional.binary_cross_entropy_with_logits(values[keep], (labels[keep] + 1) / 2)
+            else:
+                out = ((values - labels) ** 2)[keep].mean()
+            return (out, values) if return_outputs else out
 
     return TokenValueTrainer(**kwargs)
+
+
+def train_orm(init: str | Path, pairs: list[dict], out_dir: str | Path, settings: RewardSettings,
+              *, progress: ProgressFn | None = None) -> dict:
+    """TRL RewardTrainer on `{"chosen", "rejected"}` whole solutions (prompt included); saves to `out_dir`.
+
+    The reward is read at the last token of the text, exactly as search reads it: texts are tokenized
+    here without special tokens (no EOS appended), so training and inference see the same tokens. The
+    saved model reports 2 * sigmoid(reward) - 1. `init` is a causal LM or a value model directory.
+    """
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    if not pairs:
+        raise ValueError("no preference pairs: nothing to train the ORM on")
+    path = resolve_model(init)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    set_seed(settings.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    setattr(model.config, LOGIT_HEAD, True)
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"][-settings.max_length:]  # noqa: E731
+    data = Dataset.from_list([{"chosen_ids": ids(p["chosen"]), "rejected_ids": ids(p["rejected"])} for p in pairs])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = RewardConfig(**_common_args(settings, scratch, len(pairs)), lr_scheduler_type="cosine",
+                            max_length=None, center_rewards_coefficient=settings.center_rewards,
+                            dataset_num_proc=None)
+        trainer = _quiet(RewardTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=data,
+                                       callbacks=_callbacks(progress)))
+        result = trainer.train()
+        _atomic_save(trainer, tokenizer, out_dir)
+    return _history(trainer, result, settings)
 
 
 def _history(trainer, result, settings) -> dict:

@@ -1,4 +1,4 @@
-"""Value / PRM model: a causal-LM backbone plus a scalar head read at the state's last token.
+"""Value / PRM / ORM model: a causal-LM backbone plus a scalar head read at the state's last token.
 
 Saved as a standard `*ForSequenceClassification` directory (num_labels=1, regression), so any HF causal
 LM with such a head class works, and `from_pretrained` restores it exactly.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from models.errors import resolve_model
+from models.training import LOGIT_HEAD
 
 
 class TransformersValue:
@@ -34,6 +35,8 @@ class TransformersValue:
             self.model.config, "n_positions", max_length)
         self.batch_size, self.max_length = batch_size, min(max_length, limit)
         self.reuse_prefix_cache = reuse_prefix_cache and hasattr(self.model, "score")
+        # a head trained as a logit (BCE, or an ORM's Bradley-Terry reward) reports 2 * sigmoid - 1
+        self.logit_head = bool(getattr(self.model.config, LOGIT_HEAD, False))
         self.scored_tokens = 0
         self.calls = 0
 
@@ -51,7 +54,7 @@ class TransformersValue:
         enc = self.tokenizer(states, add_special_tokens=False, padding=True, truncation=True,
                              max_length=self.max_length, return_tensors="pt").to(self.device)
         self.scored_tokens += int(enc["attention_mask"].sum())
-        return self.model(**enc).logits[:, 0].float().tolist()
+        return self._values(self.model(**enc).logits[:, 0])
 
     def _score_shared(self, states: list[str]) -> list[float]:
         cuts = [s.rstrip("\n").rfind("\n") + 1 for s in states]  # the last step starts after this
@@ -108,4 +111,8 @@ class TransformersValue:
                       position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
         last = hidden[torch.arange(len(step_ids), device=self.device), step_mask.sum(-1) - 1]
         self.scored_tokens += int(pre_mask.sum()) + int(step_mask.sum())
-        return self.model.score(last)[:, 0].float().tolist()
+        return self._values(self.model.score(last)[:, 0])
+
+    def _values(self, head: torch.Tensor) -> list[float]:
+        head = head.float()
+        return (2 * torch.sigmoid(head) - 1 if self.logit_head else head).tolist()

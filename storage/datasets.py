@@ -55,3 +55,28 @@ def load(store_path: str | Path, view: str, where: str | None = None):
     with connect(store_path, read_only=True) as con:
         table = con.sql(query).to_arrow_table()
     return datasets.Dataset(table)
+
+
+#: the value model's target methods, each as the SQL of its training paths (views value_paths*)
+VALUE_TARGETS = ("monte_carlo", "math_shepherd_soft", "math_shepherd_hard", "td_lambda", "rest_mcts")
+
+
+def value_paths_query(method: str, lam: float = 0.9) -> str:
+    """SQL of one method's value-training paths: tree_id, leaf_id, steps, targets (on [-1, 1]) and
+    hard_targets (+1 if a correct leaf lies below the step, else -1: what held-out ranking is scored on).
+
+    monte_carlo and math_shepherd_soft are the same numbers here: the fraction of correct leaves below a
+    step (Math-Shepherd's soft estimate) is the Monte Carlo mean outcome on a 0 / 1 scale.
+    """
+    if method in ("monte_carlo", "math_shepherd_soft"):
+        return "SELECT tree_id, leaf_id, steps, targets, hard_targets FROM value_paths"
+    if method == "math_shepherd_hard":
+        return "SELECT tree_id, leaf_id, steps, hard_targets AS targets, hard_targets FROM value_paths"
+    if method == "td_lambda":
+        source = f"value_paths_td({float(lam)!r})"
+    elif method == "rest_mcts":
+        source = "value_paths_rest_mcts"
+    else:
+        raise ValueError(f"unknown value target method {method!r} (known: {', '.join(VALUE_TARGETS)})")
+    return (f"SELECT x.tree_id, x.leaf_id, x.steps, x.targets, v.hard_targets FROM {source} x "
+            "JOIN value_paths v USING (tree_id, leaf_id)")

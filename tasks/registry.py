@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 import mlflow
 from mlflow import MlflowClient
 
-POLICY, VALUE = "treeflow-policy", "treeflow-value"
+POLICY, VALUE, ORM = "treeflow-policy", "treeflow-value", "treeflow-orm"
 GATE_TAG = "treeflow.gate_value"
 
 

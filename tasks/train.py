@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NONE
 
+from models.metrics import heldout_value_metrics
 from models.tiny import TinyRecipe, demonstrations
-from models.training import SFTSettings, ValueSettings, planned_steps, train_policy, train_value
+from models.training import (
+    RewardSettings,
+    SFTSettings,
+    ValueSettings,
+    planned_steps,
+    train_orm,
+    train_policy,
+    train_value,
+)
+from models.value import TransformersValue
 from storage import store
+from storage.datasets import value_paths_query
 from tasks.progress import bar
 
 
@@ -46,22 +59,73 @@ def _snapshot(store_path: str, run_id: str, iteration: int, kind: str, model: st
             "rows_sha256": store.rows_digest(rows), "extra_rows": extra_rows})
 
 
+#: where a run's value / ORM training rows come from: its bootstrap rollouts and searches up to an iteration
+_RUN_TREES = ("JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) "
+              "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?")
+#: a tree is held out of value training when its hashed id falls below the held-out fraction (per mille)
+_HELD_OUT = "md5_number(v.tree_id) % 1000 < ?"
+METRICS_FILE = "treeflow_value_metrics.json"
+
+
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
-                   settings: ValueSettings, targets: str = "monte_carlo") -> dict:
-    """Regress the value model, at every token, on step values of this run's search trees so far.
+                   settings: ValueSettings, targets: str = "monte_carlo", td_lambda: float = 0.9,
+                   holdout: float = 0.1) -> dict:
+    """Train the value model on the step targets of this run's trees so far (`targets`: a method of
+    `storage.datasets.VALUE_TARGETS`), holding out a `holdout` fraction of trees to measure it on.
 
-    `targets`: "monte_carlo" (mean outcome below each step) or "math_shepherd_hard" (any correct below).
+    Returns the model path, the loss history and the held-out MSE and step AUC (also written to
+    `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
     """
-    column = {"monte_carlo": "targets", "math_shepherd_hard": "hard_targets"}[targets]
-    where = ("FROM value_paths v JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) "
-             "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?")
-    sql = f"SELECT p.prompt, v.steps, v.{column} {where} ORDER BY v.tree_id, v.leaf_id"
-    _, rows = store.query(store_path, sql, [run_id, max_iteration])
+    paths = value_paths_query(targets, td_lambda)
+    cut = round(1000 * holdout)
+    where = f"FROM ({paths}) v {_RUN_TREES}"
+    sql = (f"SELECT p.prompt, v.steps, v.targets {where} AND NOT {_HELD_OUT} "
+           "ORDER BY v.tree_id, v.leaf_id")
+    params = [run_id, max_iteration, cut]
+    _, rows = store.query(store_path, sql, params)
     data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, targets, strict=True))]}
             for prompt, steps, targets in rows]
     with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
         history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, "value_paths", targets, sql,
-              f"SELECT DISTINCT v.tree_id {where} ORDER BY 1", [run_id, max_iteration], data)
-    return {"path": out_dir, "targets": len(data), **history}
+              f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
+    metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None}
+    if cut > 0:
+        _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {where} "
+                                          f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
+        value = TransformersValue(out_dir)
+        metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
+                                                      for p, s, t, h in held])
+    (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))
+    return {"path": out_dir, "targets": len(data), **metrics, **history}
+
+
+def value_metrics(path: str) -> dict:
+    """The held-out figures a value model directory was saved with (empty when it has none)."""
+    file = Path(path) / METRICS_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+@task(name="fit-orm", cache_policy=NONE, persist_result=False)
+def fit_orm_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
+                 settings: RewardSettings, pairs_per_tree: int) -> dict:
+    """Train the ORM (TRL RewardTrainer) on (correct, wrong) whole solutions of the same tree, at most
+    `pairs_per_tree` per tree, from this run's trees so far."""
+    where = ("FROM orm_rows v JOIN trees t USING (tree_id) "
+             "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?")
+    pairs_cte = ("WITH r AS (SELECT DISTINCT v.tree_id, v.prompt, v.completion, v.label " + where + "), "
+                 "pairs AS (SELECT c.tree_id, c.prompt, c.completion AS chosen, w.completion AS rejected, "
+                 "row_number() OVER (PARTITION BY c.tree_id ORDER BY md5(c.completion || w.completion)) AS k "
+                 "FROM r c JOIN r w ON w.tree_id = c.tree_id AND c.label AND NOT w.label) ")
+    sql = pairs_cte + "SELECT prompt, chosen, rejected FROM pairs WHERE k <= ? ORDER BY tree_id, k"
+    params = [run_id, max_iteration, pairs_per_tree]
+    _, rows = store.query(store_path, sql, params)
+    pairs = [{"chosen": p + c, "rejected": p + r} for p, c, r in rows]
+    if not pairs:  # no tree had both a right and a wrong answer: nothing trained
+        return {"path": None, "pairs": 0, "train_loss": None, "steps": 0, "losses": []}
+    with bar(f"orm it{max_iteration} ({len(pairs)} pairs)", planned_steps(settings, len(pairs))) as update:
+        history = train_orm(init_path, pairs, out_dir, settings, progress=lambda s, _: update(s))
+    _snapshot(store_path, run_id, max_iteration, "orm", out_dir, init_path, "orm_rows", "preference", sql,
+              pairs_cte + "SELECT DISTINCT tree_id FROM pairs WHERE k <= ? ORDER BY 1", params, pairs)
+    return {"path": out_dir, "pairs": len(pairs), **history}

@@ -1,15 +1,17 @@
 """The flywheel flow end to end on a very small configuration: Prefect, DuckDB, MLflow, TRL for real."""
 
+import json
+
 import mlflow
 import pytest
 
-from flows.config import EvaluationSettings, FlywheelConfig, TaskSettings, ValueBootstrap
-from models.training import SFTSettings, ValueSettings
+from flows.config import EvaluationSettings, FlywheelConfig, ORMSettings, TaskSettings, ValueBootstrap
+from models.training import RewardSettings, SFTSettings, ValueSettings
 from search import MCTSAlphaConfig
 from storage import store
 
 METHODS = ["greedy", "self_consistency", "mcts_alpha", "bfs_v"]
-LATER = ["greedy", "mcts_alpha"]  # evaluated after iteration 1 (`evaluation.later_methods`)
+LATER = ["greedy", "mcts_alpha", "best_of_n_orm"]  # evaluated after iteration 1 (`evaluation.later_methods`)
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +25,23 @@ def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir
         value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
         evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS, later_methods=LATER),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
-        value_training=ValueSettings(max_steps=2, batch_size=8), value_targets="math_shepherd_hard")
-    return config, flywheel(config)
+        value_training=ValueSettings(max_steps=2, batch_size=8), value_targets="math_shepherd_hard",
+        value_holdout=0.3, orm=ORMSettings(enabled=True, training=RewardSettings(max_steps=2, batch_size=4)))
+    result = flywheel(config)
+    return config, result["evaluations"], result["iterations"]
 
 
 def test_table_has_every_method_and_iteration(flywheel_run):
-    _, table = flywheel_run
+    _, table, _ = flywheel_run
     assert {(r["iteration"], r["method"]) for r in table} == {(0, m) for m in METHODS} | {(1, m) for m in LATER}
     for r in table:
         assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 4
-        assert (r["value_states_per_problem"] > 0) == (r["method"] in ("mcts_alpha", "bfs_v"))
+        assert (r["value_states_per_problem"] > 0) == (r["method"] in ("mcts_alpha", "bfs_v", "best_of_n_orm"))
         assert r["value_auc"] is None or 0 <= r["value_auc"] <= 1
 
 
 def test_trees_are_in_duckdb(flywheel_run):
-    config, _ = flywheel_run
+    config, _, _ = flywheel_run
     path = config.paths["store"]
     _, rows = store.query(path, "SELECT stage, iteration, method, count(*) FROM trees GROUP BY ALL ORDER BY ALL")
     expected = [("bootstrap", 0, "self_consistency", 6), ("search", 1, "mcts_alpha", 6)]
@@ -55,11 +59,12 @@ def test_trees_are_in_duckdb(flywheel_run):
 
 
 def test_mlflow_has_the_iteration_runs_with_metrics(flywheel_run):
-    config, table = flywheel_run
+    config, table, _ = flywheel_run
     mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
     runs = mlflow.search_runs(experiment_names=["treeflow"], output_format="list")
     names = sorted(r.info.run_name for r in runs)
-    assert names == ["t1", "t1/iteration-0", "t1/iteration-1", "t1/iteration-1/sft", "t1/iteration-1/value"]
+    orm = ["t1/iteration-1/orm"] if _orm_pairs(config) else []
+    assert names == ["t1", "t1/iteration-0", "t1/iteration-1", *orm, "t1/iteration-1/sft", "t1/iteration-1/value"]
     it1 = next(r for r in runs if r.info.run_name == "t1/iteration-1")
     expected = next(r["accuracy"] for r in table if r["iteration"] == 1 and r["method"] == "mcts_alpha")
     assert it1.data.metrics["mcts_alpha/accuracy"] == pytest.approx(expected)
@@ -77,7 +82,7 @@ def test_mlflow_has_the_iteration_runs_with_metrics(flywheel_run):
 
 
 def test_model_directories_are_written(flywheel_run):
-    config, _ = flywheel_run
+    config, _, _ = flywheel_run
     models = config.paths["models"] / "t1"
     for name in ("policy-it1", "value-it1"):
         assert (models / name / "config.json").is_file()
@@ -91,12 +96,14 @@ def test_model_directories_are_written(flywheel_run):
 def test_training_snapshots_say_which_rows_trained_each_model(flywheel_run):
     import json
 
-    config, _ = flywheel_run
+    config, _, _ = flywheel_run
     path = config.paths["store"]
     _, snaps = store.query(path, "SELECT model_kind, model_uri, query, query_params, n_rows, tree_ids, "
                                  "rows_sha256, extra_rows, source_view FROM training_snapshots "
                                  "WHERE run_id = 't1' AND iteration = 1 ORDER BY model_kind")
-    assert [(s[0], s[-1]) for s in snaps] == [("policy", "sft_traces"), ("value", "value_paths")]
+    orm = [("orm", "orm_rows")] if _orm_pairs(config) else []
+    assert [(s[0], s[-1]) for s in snaps] == [*orm, ("policy", "sft_traces"), ("value", "value_paths")]
+    snaps = snaps[len(orm):]
     policy = snaps[0]
     assert policy[1] == str(config.paths["models"] / "t1" / "policy-it1") and policy[7] == config.mix_demos
     # the recorded query gives the rows back, and they hash to the recorded digest
@@ -121,7 +128,7 @@ def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
     from flows.cli import main
     from storage.datasets import load
 
-    config, _ = flywheel_run
+    config, _, _ = flywheel_run
     path = str(config.paths["store"])
     _, [(n,)] = store.query(path, "SELECT count(*) FROM prm_targets WHERE method = 'monte_carlo'")
     assert n > 0
@@ -144,9 +151,9 @@ def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
 
 
 def test_each_iterations_models_are_registered_and_the_gate_decides_the_champion(flywheel_run):
-    config, table = flywheel_run
+    config, table, _ = flywheel_run
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{config.paths['mlflow'].resolve()}")
-    for name in ("treeflow-policy", "treeflow-value"):
+    for name in ("treeflow-policy", "treeflow-value", *(("treeflow-orm",) if _orm_pairs(config) else ())):
         candidate = client.get_model_version_by_alias(name, "candidate")
         assert candidate.tags["treeflow.run_id"] == "t1" and candidate.tags["treeflow.iteration"] == "1"
     greedy = {r["iteration"]: r["accuracy"] for r in table if r["method"] == "greedy"}
@@ -157,3 +164,37 @@ def test_each_iterations_models_are_registered_and_the_gate_decides_the_champion
                if r.info.run_name == "t1/iteration-1")
     assert it1.data.metrics["registry/promoted"] == float(promoted)
     assert it1.data.metrics["registry/gate_value"] == pytest.approx(greedy[1])
+
+
+def test_value_training_is_measured_on_trees_it_did_not_see(flywheel_run):
+    config, _, iterations = flywheel_run
+    assert [it["iteration"] for it in iterations] == [0, 1]
+    path = config.paths["store"]
+    _, [(trained,)] = store.query(path, "SELECT tree_ids FROM training_snapshots WHERE snapshot_id = 't1/1/value'")
+    _, held = store.query(path, "SELECT tree_id FROM trees WHERE run_id = 't1' AND stage <> 'eval' "
+                                "AND md5_number(tree_id) % 1000 < 300")
+    assert held and not {t for (t,) in held} & set(trained)
+    metrics = json.loads((config.paths["models"] / "t1" / "value-it1" / "treeflow_value_metrics.json").read_text())
+    assert metrics["heldout_states"] > 0 and metrics["heldout_mse"] >= 0
+    assert iterations[1]["value_heldout_mse"] == pytest.approx(metrics["heldout_mse"])
+    assert iterations[1]["generated_tokens_per_problem"] > 0 and iterations[1]["traces"] >= 0
+
+
+def _orm_pairs(config) -> int:
+    """Trees of the run's training data with both a right and a wrong answer (what the ORM trains on)."""
+    _, [(n,)] = store.query(config.paths["store"], "SELECT count(*) FROM (SELECT tree_id FROM orm_rows WHERE "
+                                                   "run_id = 't1' AND stage <> 'eval' GROUP BY tree_id "
+                                                   "HAVING bool_or(label) AND NOT bool_and(label))")
+    return n
+
+
+def test_best_of_n_orm_reads_the_orm_once_one_is_trained(flywheel_run):
+    """The tiny test policy rarely answers right, so whether an ORM could be trained depends on the data:
+    with pairs, Best-of-N ORM reads it; without, it reads the value model, as at iteration 0."""
+    config, _, _ = flywheel_run
+    models = config.paths["models"] / "t1"
+    verifier = models / "orm-it1" if _orm_pairs(config) else models / "value-it1"
+    _, rows = store.query(config.paths["store"], "SELECT iteration, value_model FROM trees WHERE run_id = 't1' "
+                                                 "AND method = 'best_of_n_orm' GROUP BY ALL")
+    assert rows == [(1, str(verifier))]
+    assert (models / "orm-it1").exists() == bool(_orm_pairs(config))

@@ -302,3 +302,36 @@ def test_training_set_views_match_python(con, trees, rnd):
     for key, (completion, low, steps) in expected_sft.items():
         assert sft[key][0] == completion and sft[key][2] == steps
         assert (sft[key][1] is None and low is None) or sft[key][1] == pytest.approx(low)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(forests(), st.randoms(use_true_random=False), st.sampled_from(["monte_carlo", "math_shepherd_soft",
+                                                                       "math_shepherd_hard", "td_lambda",
+                                                                       "rest_mcts"]))
+def test_value_training_paths_carry_each_methods_step_targets(con, trees, rnd, method):
+    """Every method's value paths (storage.datasets.value_paths_query) hold, step by step along each
+    root-to-terminal path, the per-node targets the reward views compute, on [-1, 1]."""
+    from storage.datasets import value_paths_query
+
+    values = [[round(rnd.uniform(-1, 1), 3) for _ in parents] for parents, _, _ in trees]
+    _load_with_trees(con, trees, values)
+    if method == "td_lambda":
+        per_node = {(t, leaf, n): x for t, n, leaf, x in con.execute(
+            "SELECT tree_id, node_id, leaf_id, target FROM td_lambda_targets(0.7)").fetchall()}
+        lookup = lambda t, leaf, n: per_node.get((t, leaf, n))  # noqa: E731
+    else:
+        name = "math_shepherd_soft" if method == "monte_carlo" else method  # the same numbers on [0, 1]
+        per_node = {(t, n): x for t, n, x in con.execute(  # every [0, 1] target mapped to [-1, 1]
+            "SELECT tree_id, node_id, 2 * target - 1 FROM prm_targets WHERE method = ?", [name]).fetchall()}
+        lookup = lambda t, leaf, n: per_node.get((t, n))  # noqa: E731
+    got = con.execute(value_paths_query(method, 0.7)).fetchall()
+    expected_leaves = set()
+    for t, (parents, terminal, _) in enumerate(trees):
+        for leaf in range(1, len(parents)):
+            if terminal[leaf] and all(lookup(f"t{t}", leaf, n) is not None for n in _path(parents, leaf)):
+                expected_leaves.add((f"t{t}", leaf))
+    assert {(t, leaf) for t, leaf, *_ in got} == expected_leaves
+    for t, leaf, steps, targets, hard in got:
+        path = _path(trees[int(t[1:])][0], leaf)
+        assert steps == [f"s{n}\n" for n in path] and len(hard) == len(path)
+        assert targets == pytest.approx([lookup(t, leaf, n) for n in path])

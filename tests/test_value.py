@@ -17,20 +17,13 @@ def tokenizer(tiny_policy_dir):
     return AutoTokenizer.from_pretrained(tiny_policy_dir)
 
 
-def test_every_token_of_a_segment_carries_its_target(tokenizer):
-    row = {"segments": [["Q: 5 +3\n", None], ["5+3=8\n", 0.5], ["The answer is 8\n", -1.0]]}
-    enc = _token_labels(tokenizer, row, max_length=128)
-    sizes = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t, _ in row["segments"]]
-    assert enc["labels"] == [IGNORE] * sizes[0] + [0.5] * sizes[1] + [-1.0] * sizes[2]
-    assert len(enc["input_ids"]) == sum(sizes)
-
-
 def test_plain_rows_train_the_last_token_and_long_rows_keep_their_end(tokenizer):
     enc = _token_labels(tokenizer, {"text": "Q: 5 +3\n5+3=8\n", "target": 1.0}, max_length=4)
     assert len(enc["input_ids"]) == 4 and enc["labels"] == [IGNORE] * 3 + [1.0]
 
 
-def test_token_level_training_learns_where_a_step_goes_wrong(tmp_path, tiny_policy_dir):
+@pytest.mark.parametrize("labels", ["step_end", "every"])
+def test_value_training_learns_where_a_step_goes_wrong(tmp_path, tiny_policy_dir, labels):
     """Steps containing a 7 are worth -1, others +1: the trained head must rank states accordingly."""
     from models.value import TransformersValue
 
@@ -42,7 +35,8 @@ def test_token_level_training_learns_where_a_step_goes_wrong(tmp_path, tiny_poli
         rows.append({"segments": [[f"Q: {a}\n", None], [good, 1.0]]})
         rows.append({"segments": [[f"Q: {a}\n", None], [good, 1.0], [bad, -1.0]]})
     out = tmp_path / "value"
-    history = train_value(tiny_policy_dir, rows, out, ValueSettings(epochs=8, learning_rate=3e-3, batch_size=16))
+    history = train_value(tiny_policy_dir, rows, out, ValueSettings(epochs=8, learning_rate=3e-3, batch_size=16,
+                                                                    label_tokens=labels))
     assert history["steps"] > 0 and (out / "config.json").is_file()
     value = TransformersValue(str(out))
     good = value.score(["Q: 50\n50+1=51\n", "Q: 60\n60+1=61\n"])

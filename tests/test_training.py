@@ -1,0 +1,147 @@
+"""Every trainer on the tiny model: loss goes down on a fixed batch; labels, held-out metrics, the ORM task."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.training import (
+    IGNORE,
+    RewardSettings,
+    SFTSettings,
+    ValueSettings,
+    _token_labels,
+    train_orm,
+    train_policy,
+    train_value,
+)
+
+
+def _falls(history: dict) -> bool:
+    """The loss of the last logged step is clearly below the first's."""
+    losses = [loss for _, loss in history["losses"]]
+    return len(losses) >= 2 and losses[-1] < 0.8 * losses[0]
+
+
+PAIRS = [{"chosen": f"Q: {a}+1\n{a}+1={a + 1}\nThe answer is {a + 1}",
+          "rejected": f"Q: {a}+1\n{a}+1={a + 2}\nThe answer is {a + 2}"} for a in range(2, 18)]
+PATHS = [{"segments": [[f"Q: {a}+1\n", None], [f"{a}+1={a + 1}\n", 1.0], [f"{a + 1}+7={a + 9}\n", -1.0]]}
+         for a in range(2, 18)]
+
+
+def test_sft_lowers_its_loss_on_a_fixed_batch(tmp_path, tiny_policy_dir):
+    rows = [{"prompt": f"Q: {a}+1\n", "completion": f"{a}+1={a + 1}\nThe answer is {a + 1}\n"} for a in range(16)]
+    history = train_policy(tiny_policy_dir, rows, tmp_path / "p",
+                           SFTSettings(max_steps=12, batch_size=16, learning_rate=3e-3, lr_scheduler="constant"))
+    assert _falls(history) and (tmp_path / "p" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+def test_value_training_lowers_its_loss_on_a_fixed_batch(tmp_path, tiny_policy_dir, loss):
+    from models.value import TransformersValue
+
+    history = train_value(tiny_policy_dir, PATHS, tmp_path / "v",
+                          ValueSettings(max_steps=20, batch_size=16, learning_rate=3e-3, loss=loss))
+    assert _falls(history)
+    value = TransformersValue(str(tmp_path / "v"))
+    assert value.logit_head == (loss == "bce")
+    scores = value.score(["Q: 30+1\n30+1=31\n", "Q: 30+1\n30+1=31\n31+7=39\n"])
+    assert all(-1 <= s <= 1 for s in scores) if loss == "bce" else True
+    assert scores[0] > scores[1]
+
+
+def test_orm_training_lowers_its_loss_on_a_fixed_batch(tmp_path, tiny_policy_dir):
+    from models.value import TransformersValue
+
+    history = train_orm(tiny_policy_dir, PAIRS, tmp_path / "orm",
+                        RewardSettings(max_steps=20, batch_size=16, learning_rate=3e-3))
+    assert _falls(history)
+    orm = TransformersValue(str(tmp_path / "orm"))
+    chosen, rejected = orm.score([PAIRS[0]["chosen"], PAIRS[0]["rejected"]])
+    assert -1 < rejected < chosen < 1
+
+
+def test_value_labels_sit_only_at_step_ends(tiny_policy_dir):
+    """A hand-made path: the prompt is unlabelled, each step's target is on its last token only."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    row = {"segments": [["Q: 5 +3 *2\n", None], ["5+3=8 (left: *2)\n", 0.5], ["8*2=16\n", -1.0]]}
+    enc = _token_labels(tok, row, max_length=128)
+    sizes = [len(tok(t, add_special_tokens=False)["input_ids"]) for t, _ in row["segments"]]
+    ends = {sizes[0] + sizes[1] - 1: 0.5, sum(sizes) - 1: -1.0}
+    assert enc["labels"] == [ends.get(i, IGNORE) for i in range(sum(sizes))]
+    assert tok.decode(enc["input_ids"][sizes[0] + sizes[1] - 1]) == "\n"  # the step's last token
+    every = _token_labels(tok, row, max_length=128, label_tokens="every")
+    assert every["labels"] == [IGNORE] * sizes[0] + [0.5] * sizes[1] + [-1.0] * sizes[2]
+
+
+def test_heldout_metrics_count_each_state_once():
+    from models.metrics import heldout_value_metrics
+
+    rows = [{"prompt": "P\n", "steps": ["a\n", "b\n"], "targets": [0.0, 1.0], "hard": [1.0, 1.0]},
+            {"prompt": "P\n", "steps": ["a\n", "c\n"], "targets": [0.0, -1.0], "hard": [1.0, -1.0]}]
+    scores = {"P\na\n": 0.5, "P\na\nb\n": 1.0, "P\na\nc\n": 0.0}
+    out = heldout_value_metrics(lambda states: [scores[s] for s in states], rows)
+    assert out["heldout_states"] == 3
+    assert out["heldout_mse"] == pytest.approx((0.25 + 0 + 1) / 3)
+    assert out["heldout_auc"] == 1.0  # both states that lead to a right answer outscore the one that does not
+
+
+SLIP = "7*7=50\n"
+
+
+@pytest.fixture(scope="module")
+def sampled_store(tmp_path_factory):
+    """A real store of sampled trees: a scripted policy answers each problem right once and, after a
+    visibly wrong step, wrong once."""
+    from models.fakes import ScriptedPolicy
+    from problems import select_problems
+    from search import METHODS
+    from search.sampling import SamplingConfig
+    from storage import store
+    from storage.traces import problem_row, result_rows
+
+    problems = select_problems("arithmetic", "train", 0, 12)
+    script = {p.prompt: [(f"The answer is {p.answer}\n", -0.1), (SLIP, -0.2)] for p in problems}
+    script |= {p.prompt + SLIP: [(f"The answer is {int(p.answer) + 1}\n", -0.1)] for p in problems}
+    fn, _ = METHODS["self_consistency"]
+    results = fn([p.prompt for p in problems], SamplingConfig(n=2, max_depth=3),
+                 propose=ScriptedPolicy(script).propose_steps, evaluate=None)
+    trees, nodes = [], []
+    for p, r in zip(problems, results, strict=True):
+        tree, rows = result_rows(r, p, tree_id=f"r/1/search/{p.id}", run_id="r", iteration=1, stage="search",
+                                 split="train", method="self_consistency", policy="scripted", value_model=None)
+        trees.append(tree)
+        nodes += rows
+    root = tmp_path_factory.mktemp("orm-store")
+    shard = store.write_shard(root / "shard", trees=trees, nodes=nodes,
+                              problems=[problem_row(p) for p in problems])
+    with store.connect(root / "s.duckdb") as con:
+        store.ingest(con, [shard])
+    return root / "s.duckdb", problems
+
+
+def test_the_orm_task_trains_on_right_vs_wrong_answers_of_a_tree(sampled_store, tmp_path, tiny_policy_dir):
+    import json
+
+    from models.value import TransformersValue
+    from storage import store
+    from tasks.train import fit_orm_task
+
+    path, problems = sampled_store
+    out = fit_orm_task.fn(str(path), "r", 1, str(tiny_policy_dir), str(tmp_path / "orm"),
+                          RewardSettings(max_steps=30, batch_size=12, learning_rate=3e-3), pairs_per_tree=4)
+    assert out["pairs"] == len(problems) and _falls(out)  # one (right, wrong) pair per tree
+    _, [(sql, params, n, digest)] = store.query(path, "SELECT query, query_params, n_rows, rows_sha256 FROM "
+                                                      "training_snapshots WHERE snapshot_id = 'r/1/orm'")
+    _, rows = store.query(path, sql, json.loads(params))
+    assert n == len(rows)
+    assert store.rows_digest([{"chosen": p + c, "rejected": p + r} for p, c, r in rows]) == digest
+    orm = TransformersValue(out["path"])
+    p = problems[0]
+    right, wrong = orm.score([f"{p.prompt}The answer is {p.answer}\n",
+                              f"{p.prompt}{SLIP}The answer is {int(p.answer) + 1}\n"])
+    assert right > wrong
+    none = fit_orm_task.fn(str(path), "nobody", 1, str(tiny_policy_dir), str(tmp_path / "none"),
+                           RewardSettings(max_steps=1), pairs_per_tree=4)
+    assert none["pairs"] == 0 and none["path"] is None and not (tmp_path / "none").exists()
