@@ -8,6 +8,7 @@ self-training exploit. The result is cached in a directory named by a content ha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -39,11 +40,25 @@ class TinyRecipe:
 
     def digest(self) -> str:
         """Content hash of the recipe (and the recipe code's version): names the cache directory."""
-        fields = asdict(self)
+        fields = _typed(self)
         if fields["stop_step"] is None:  # a field added later keeps older recipes' hashes (and caches)
             del fields["stop_step"]
         blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _typed(obj) -> dict:
+    """A dataclass as a dict with each float-typed field a float, so `epochs: 1` and `epochs: 1.0` (a YAML
+    file and Python) name the same recipe."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            value = _typed(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and str(f.type).startswith("float"):
+            value = float(value)
+        out[f.name] = value
+    return out
 
 
 def bootstrap_steps(recipe: TinyRecipe) -> int:

@@ -54,6 +54,20 @@ def test_stop_step_ends_the_bootstrap_early_and_names_its_own_cache(tmp_path, ti
     assert json.loads((path / "treeflow_recipe.json").read_text())["steps"] == 3
 
 
+def test_a_recipe_read_from_yaml_names_the_same_cache_as_in_python(tmp_path, tiny_recipe):
+    """`epochs=1` in Python and the same recipe read back from YAML (where validation makes it 1.0) are one
+    recipe, one cached model."""
+    import yaml
+
+    from flows.config import FlywheelConfig, load_config
+
+    assert isinstance(tiny_recipe.sft.epochs, int)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(FlywheelConfig(tiny=tiny_recipe).model_dump(mode="json")))
+    loaded = load_config(tmp_path / "c.yaml").tiny
+    assert isinstance(loaded.sft.epochs, float) and loaded.digest() == tiny_recipe.digest()
+    assert replace(tiny_recipe, error_rate=0.25).digest() != tiny_recipe.digest()
+
+
 def test_shared_prefix_scoring_equals_scoring_whole_states(tmp_path, tiny_policy_dir):
     """Children of one node are scored on their parent's KV cache: same values, fewer tokens computed."""
     from models.value import TransformersValue
