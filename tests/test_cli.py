@@ -81,7 +81,7 @@ def test_the_testbed_config_is_valid_and_stops_its_bootstrap_early():
 
     config = load_config(Path(__file__).parents[1] / "configs" / "testbed.yaml")
     assert config.tiny.stop_step is not None and config.iterations == 3
-    assert config.evaluation.later_methods == ["greedy"]
+    assert config.evaluation.later_methods == ["greedy", "mcts_alpha"] and config.rest_em.samples == 10
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed here")
