@@ -201,27 +201,33 @@ def test_best_of_n_orm_reads_the_orm_once_one_is_trained(flywheel_run):
 
 
 def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_run, tmp_path, capsys):
-    """`treeflow rest-em`: k samples per training problem cut to the token cap, SFT on the right ones,
-    the same value refit and evaluation; the per-iteration table is printed."""
+    """`treeflow rest-em`: k samples per training problem cut to the token cap, SFT on the right ones
+    (from the base policy every time, `sft_init: base`), the same value refit and evaluation; the
+    per-iteration table is printed."""
     import yaml
 
     from flows.cli import main
 
     config, _, _ = flywheel_run
     data = config.model_dump(mode="json") | {"workdir": str(tmp_path), "run_id": None}
-    data["evaluation"]["later_methods"] = ["greedy", "mcts_alpha"]
+    data["evaluation"]["later_methods"] = ["greedy"]
     data["registry"]["enabled"] = False
-    data["rest_em"] = {"samples": 3, "token_budget": 40}
+    data |= {"rest_em": {"samples": 3, "token_budget": 40}, "sft_init": "base"}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
-    assert main(["rest-em", "--config", str(tmp_path / "c.yaml"), "--run-id", "r1", "--iterations", "1"]) == 0
+    assert main(["rest-em", "--config", str(tmp_path / "c.yaml"), "--run-id", "r1", "--iterations", "2"]) == 0
     printed = capsys.readouterr().out
     assert "ReST-EM on arithmetic: per iteration" in printed and "value AUC (held out)" in printed
     path = tmp_path / "traces.duckdb"
-    _, rows = store.query(path, "SELECT method, budget, count(*), max(generated_tokens) FROM trees "
-                                "WHERE run_id = 'r1' AND stage = 'search' GROUP BY ALL")
-    assert len(rows) == 1 and rows[0][:3] == ("self_consistency", 40, config.task.train_per_iteration)
-    assert rows[0][3] <= 40
+    _, rows = store.query(path, "SELECT iteration, method, budget, count(*), max(generated_tokens) FROM trees "
+                                "WHERE run_id = 'r1' AND stage = 'search' GROUP BY ALL ORDER BY 1")
+    n = config.task.train_per_iteration
+    assert [r[:4] for r in rows] == [(1, "self_consistency", 40, n), (2, "self_consistency", 40, n)]
+    assert max(r[4] for r in rows) <= 40
     _, [(kind,)] = store.query(path, "SELECT kind FROM runs WHERE run_id = 'r1'")
-    _, snaps = store.query(path, "SELECT snapshot_id FROM training_snapshots WHERE run_id = 'r1' ORDER BY 1")
+    _, snaps = store.query(path, "SELECT snapshot_id, init_uri FROM training_snapshots WHERE run_id = 'r1' "
+                                 "AND model_kind = 'policy' ORDER BY 1")
+    _, [(base,)] = store.query(path, "SELECT DISTINCT policy FROM trees WHERE run_id = 'r1' AND iteration = 0")
+    assert kind == "rest_em" and snaps == [("r1/1/policy", base), ("r1/2/policy", base)]
     # the bootstrap value model is the flywheel's (the same config names the same cached model)
-    assert kind == "rest_em" and snaps == [("r1/1/policy",), ("r1/1/value",)]
+    _, values = store.query(path, "SELECT snapshot_id FROM training_snapshots WHERE model_kind = 'value'")
+    assert sorted(values) == [("r1/1/value",), ("r1/2/value",)]
