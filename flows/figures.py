@@ -65,3 +65,62 @@ def evaluation_rows(store_path: str | Path, run_id: str) -> list[dict]:
     if not rows:
         raise MissingRun(f"{store_path}: no evaluations for run '{run_id}'")
     return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+def iteration_figures(store_path: str | Path, run_id: str, budget: int | None = None) -> list[dict]:
+    """Per iteration of a flywheel or ReST-EM run, read back from its store: greedy and MCTS-alpha test
+    accuracy (at `budget`, default the run's only one), the held-out AUC of the value model it evaluated
+    with, training tokens per problem and D+ traces."""
+    from storage.store import query
+    from tasks.train import value_metrics
+
+    _, evals = query(store_path, "SELECT iteration, method, budget, accuracy FROM evaluations WHERE run_id = ? "
+                                 "AND method IN ('greedy', 'mcts_alpha')", [run_id])
+    if not evals:
+        raise MissingRun(f"{store_path}: no evaluations for run '{run_id}'")
+    budgets = {b for _, m, b, _ in evals if m != "greedy"}
+    budget = budget if budget is not None else (max(budgets) if budgets else None)
+    accuracy = {(i, m): a for i, m, b, a in evals if m == "greedy" or b == budget}
+    _, values = query(store_path, "SELECT iteration, any_value(value_model) FROM trees WHERE run_id = ? AND "
+                                  "stage = 'eval' AND value_model IS NOT NULL GROUP BY 1", [run_id])
+    _, search = query(store_path, "SELECT iteration, avg(generated_tokens) FROM trees WHERE run_id = ? AND "
+                                  "stage = 'search' GROUP BY 1", [run_id])
+    _, traces = query(store_path, "SELECT iteration, n_rows FROM training_snapshots WHERE run_id = ? AND "
+                                  "model_kind = 'policy'", [run_id])
+    values, search, traces = dict(values), dict(search), dict(traces)
+    return [{"iteration": i, "greedy": accuracy.get((i, "greedy")), "mcts_alpha": accuracy.get((i, "mcts_alpha")),
+             "value_heldout_auc": value_metrics(values[i]).get("heldout_auc") if i in values else None,
+             "tokens_per_problem": search.get(i), "traces": traces.get(i)}
+            for i in sorted({i for i, *_ in evals})]
+
+
+def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, title: str) -> Path:
+    """Greedy and MCTS-alpha accuracy over iterations, one line per flow (`series`: label -> per seed the
+    rows of `iteration_figures`), mean and sd over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, name in zip(axes, ("greedy", "mcts_alpha"), ("greedy (CoT)", "MCTS-alpha"), strict=True):
+        for label, seeds in series.items():
+            its = sorted({r["iteration"] for rows in seeds for r in rows if r[key] is not None})
+            acc = [[100 * r[key] for rows in seeds for r in rows if r["iteration"] == i and r[key] is not None]
+                   for i in its]
+            ax.errorbar(its, [statistics.fmean(a) for a in acc],
+                        yerr=[statistics.stdev(a) if len(a) > 1 else 0.0 for a in acc], marker="o", capsize=3,
+                        label=label)
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.set_xticks(sorted({r["iteration"] for seeds in series.values() for rows in seeds for r in rows}))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

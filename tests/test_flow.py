@@ -231,3 +231,22 @@ def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_r
     # the bootstrap value model is the flywheel's (the same config names the same cached model)
     _, values = store.query(path, "SELECT snapshot_id FROM training_snapshots WHERE model_kind = 'value'")
     assert sorted(values) == [("r1/1/value",), ("r1/2/value",)]
+
+
+def test_iteration_figures_read_back_what_the_flow_returned(flywheel_run, tmp_path):
+    from flows.figures import MissingRun, iteration_figures, plot_over_iterations
+
+    config, table, iterations = flywheel_run
+    rows = iteration_figures(config.paths["store"], "t1", config.evaluation.token_budget)
+    assert [r["iteration"] for r in rows] == [0, 1]
+    for r, it in zip(rows, iterations, strict=True):
+        for method in ("greedy", "mcts_alpha"):
+            assert r[method] == pytest.approx(next(
+                t["accuracy"] for t in table if t["iteration"] == r["iteration"] and t["method"] == method))
+        assert r["value_heldout_auc"] == it["value_heldout_auc"]
+    assert rows[1]["tokens_per_problem"] == pytest.approx(iterations[1]["generated_tokens_per_problem"])
+    assert rows[1]["traces"] == iterations[1]["traces"] and rows[0]["traces"] is None
+    png = plot_over_iterations({"flywheel": [rows], "again": [rows, rows]}, tmp_path / "it.png", "t")
+    assert png.stat().st_size > 1000
+    with pytest.raises(MissingRun, match="no evaluations for run 'nope'"):
+        iteration_figures(config.paths["store"], "nope")
