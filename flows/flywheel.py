@@ -21,6 +21,7 @@ from prefect.cache_policies import NONE
 
 from flows.config import FlywheelConfig, method_configs
 from search.sampling import SamplingConfig
+from storage.datasets import value_view
 from tasks import tracking
 from tasks.search import search_task
 from tasks.store import ingest_task, record_run_task, summarize_task
@@ -280,7 +281,7 @@ def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator
         **{f"sft.{k}": v for k, v in dataclasses.asdict(config.sft).items()}},
         {"train_loss": sft["train_loss"], "rows": sft["traces"], "steps": sft["steps"]}, sft["losses"])
     tracking.log_training(mlflow_run, f"{name}/value", {
-        "model": "value", "trace_snapshot": f"{snapshot}/value", "view": "value_paths",
+        "model": "value", "trace_snapshot": f"{snapshot}/value", "view": value_view(config.value_targets),
         "target_method": config.value_targets, "td_lambda": config.value_td_lambda,
         "holdout": config.value_holdout, "init": value_init, "output": fit["path"],
         **{f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}},

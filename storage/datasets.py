@@ -61,6 +61,11 @@ def load(store_path: str | Path, view: str, where: str | None = None):
 VALUE_TARGETS = ("monte_carlo", "math_shepherd_soft", "math_shepherd_hard", "td_lambda", "rest_mcts")
 
 
+def value_view(method: str) -> str:
+    """The view a value target method's paths come from (recorded with each trained model)."""
+    return {"td_lambda": "value_paths_td", "rest_mcts": "value_paths_rest_mcts"}.get(method, "value_paths")
+
+
 def value_paths_query(method: str, lam: float = 0.9) -> str:
     """SQL of one method's value-training paths: tree_id, leaf_id, steps, targets (on [-1, 1]) and
     hard_targets (+1 if a correct leaf lies below the step, else -1: what held-out ranking is scored on).

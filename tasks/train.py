@@ -22,7 +22,7 @@ from models.training import (
 )
 from models.value import TransformersValue
 from storage import store
-from storage.datasets import value_paths_query
+from storage.datasets import value_paths_query, value_view
 from tasks.progress import bar
 
 
@@ -88,7 +88,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
             for prompt, steps, targets in rows]
     with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
         history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
-    _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, "value_paths", targets, sql,
+    _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
     metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None}
     if cut > 0:
