@@ -145,3 +145,41 @@ def test_the_orm_task_trains_on_right_vs_wrong_answers_of_a_tree(sampled_store, 
     none = fit_orm_task.fn(str(path), "nobody", 1, str(tiny_policy_dir), str(tmp_path / "none"),
                            RewardSettings(max_steps=1), pairs_per_tree=4)
     assert none["pairs"] == 0 and none["path"] is None and not (tmp_path / "none").exists()
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory, tiny_policy_dir):
+    """Another architecture (a tiny Llama from config, the tiny tokenizer): trainers and the value model
+    take any causal LM directory, not only the built-in GPT-2 shape."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, set_seed
+
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    set_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+                                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id))
+    out = tmp_path_factory.mktemp("llama") / "model"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_every_trainer_takes_another_architecture(tmp_path, llama_dir):
+    from models.value import TransformersValue
+
+    rows = [{"prompt": f"Q: {a}+1\n", "completion": f"{a}+1={a + 1}\n"} for a in range(16)]
+    assert _falls(train_policy(llama_dir, rows, tmp_path / "p", SFTSettings(max_steps=12, batch_size=16,
+                                                                          learning_rate=3e-3,
+                                                                          lr_scheduler="constant")))
+    assert _falls(train_value(llama_dir, PATHS, tmp_path / "v",
+                              ValueSettings(max_steps=20, batch_size=16, learning_rate=3e-3)))
+    assert _falls(train_orm(llama_dir, PAIRS, tmp_path / "o",
+                            RewardSettings(max_steps=20, batch_size=16, learning_rate=3e-3)))
+    # the value model's shared-prefix scoring holds on this architecture too (rotary positions, GQA)
+    states = ["Q: 30+1\n30+1=31\n", "Q: 30+1\n30+1=32\n", "Q: 30+1\n30+1=31\n31+7=38\n",
+              "Q: 30+1\n30+1=31\n31+7=39\n"]
+    whole = TransformersValue(str(tmp_path / "v"), reuse_prefix_cache=False)
+    shared = TransformersValue(str(tmp_path / "v"))
+    assert shared.score(states) == pytest.approx(whole.score(states), abs=1e-5)
+    assert shared.scored_tokens < whole.scored_tokens
