@@ -110,6 +110,14 @@ class RestEMSettings(_Strict):
                           "evaluation.token_budget), the same cap the search flywheel's MCTS runs under")
 
 
+class GenerationSettings(_Strict):
+    """How training-problem generation fans out: shards of `shard_size` problems, each one search task
+    writing one Parquet shard, `parallelism` at a time; then one ingest."""
+
+    shard_size: int = Field(256, ge=1)
+    parallelism: int = Field(1, ge=1, description="shards searched at once on the flow's task runner")
+
+
 class RegistrySettings(_Strict):
     """Register every trained model in MLflow (alias `candidate`); move `champion` when the gate passes."""
 
@@ -155,6 +163,7 @@ class FlywheelConfig(_Strict):
     value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
     orm: ORMSettings = ORMSettings()
     rest_em: RestEMSettings = RestEMSettings()
+    generation: GenerationSettings = GenerationSettings()
     registry: RegistrySettings = RegistrySettings()
 
     @model_validator(mode="after")

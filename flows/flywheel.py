@@ -224,17 +224,23 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Model
 
 
 def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, generator: str) -> dict:
-    """This iteration's training trees: MCTS-alpha (the flywheel) or k samples per problem (ReST-EM)."""
-    start = config.value.problems + (iteration - 1) * config.task.train_per_iteration
-    common = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", start=start,
-                  count=config.task.train_per_iteration, iteration=iteration, stage="search")
+    """This iteration's training trees, fanned out over shards and ingested: MCTS-alpha (the flywheel) or
+    k samples per problem under the same token cap (ReST-EM)."""
+    from flows.generate import fan_out
+
     if generator == "mcts_alpha":
-        return search_task(**common, method="mcts_alpha", method_config=config.search,
-                           shard=_shard(config, run_id, iteration, "search", "mcts_alpha"))
-    budget = config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget
-    sampling = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
-    return search_task(**common, method="self_consistency", method_config=sampling,
-                       budgets=[budget], shard=_shard(config, run_id, iteration, "search", "rest_em"))
+        method, method_config, budgets = "mcts_alpha", config.search, None
+    else:
+        method = "self_consistency"
+        method_config = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
+        budgets = [config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget]
+    kwargs = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
+                  method_config=method_config, budgets=budgets, iteration=iteration, stage="search")
+    return fan_out(kwargs, start=config.value.problems + (iteration - 1) * config.task.train_per_iteration,
+                   count=config.task.train_per_iteration,
+                   shard=_shard(config, run_id, iteration, "search", generator),
+                   shard_size=config.generation.shard_size, parallelism=config.generation.parallelism,
+                   store_path=str(config.paths["store"]))
 
 
 def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, mlflow_run: str,
@@ -242,7 +248,7 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
     """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM)."""
     store_path = str(config.paths["store"])
     stats = _generate(config, run_id, iteration, models, generator)
-    added = ingest_task(store_path, [stats["shard"]])
+    added = stats["added"]
     out = config.paths["models"] / run_id
     recipe = config.tiny if config.policy.path is None else None
     init = models.base if config.sft_init == "base" else models.policy

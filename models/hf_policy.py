@@ -58,6 +58,10 @@ class TransformersPolicy:
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", 2048)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream (search seeds each batch of problems, so sharding changes nothing)."""
+        self.generator.manual_seed(seed)
+
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: torch.dtype | None = None, device: str = "cpu",
                         **kwargs) -> TransformersPolicy:

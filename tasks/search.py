@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,8 @@ from search.sampling import sample_paths
 from storage.store import write_shard
 from storage.traces import problem_row, result_rows
 from tasks.progress import bar
+
+_LOADING = threading.Lock()
 
 
 def _costs(policy, value) -> dict:
@@ -50,14 +54,16 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
 
     torch.manual_seed(seed)
     problems = select_problems(task_name, split, start, count, task_options)
-    if backend == "vllm":
-        from models.vllm_policy import VLLMPolicy
+    with _LOADING:  # transformers' loading is not thread-safe; shards searched in threads load one by one
+        if backend == "vllm":
+            from models.vllm_policy import VLLMPolicy
 
-        policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens)
-    else:
-        policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed, device=device,
-                                                    max_step_tokens=max_step_tokens, max_batch_rows=max_batch_rows)
-    value = TransformersValue(value_path, device=device) if value_path and method not in UNGUIDED else None
+            policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens)
+        else:
+            policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
+                                                        device=device, max_step_tokens=max_step_tokens,
+                                                        max_batch_rows=max_batch_rows)
+        value = TransformersValue(value_path, device=device) if value_path and method not in UNGUIDED else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)
@@ -83,12 +89,20 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
             trees.append(tree_row)
             nodes.extend(node_rows)
 
+    def reseed(i: int, budget) -> None:
+        """Each batch (and budget) samples from its own stream, keyed by the seed and the problems' absolute
+        index: the same problems give the same trees however the slice is cut into shards."""
+        if hasattr(policy, "reseed"):
+            key = hashlib.sha256(f"{seed}/{start + i}/{budget}".encode()).digest()
+            policy.reseed(int.from_bytes(key[:8], "little") >> 1)
+
     with bar(f"{stage} it{iteration} {method}", len(problems)) as update:
         for i in range(0, len(problems), batch_size):
             batch = problems[i:i + batch_size]
             prompts, canonical = [p.prompt for p in batch], batch[0].canonical
             pool, pool_cost = None, nothing
             if method in POOLED:  # one pool for every budget, its cost charged to each
+                reseed(i, "pool")
                 pool, pool_cost = measured(sample_paths, prompts, propose=policy.propose_steps, n=method_config.n,
                                            temperature=method_config.temperature,
                                            max_depth=method_config.max_depth)
@@ -99,6 +113,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                     results, spent = measured(POOLED[method], prompts, pool, config, evaluate=evaluate,
                                               canonical=canonical)
                 else:
+                    reseed(i, b)
                     results, spent = measured(fn, prompts, config, propose=policy.propose_steps,
                                               evaluate=evaluate, canonical=canonical)
                 record(b, _add(spent, pool_cost), results, batch)

@@ -250,3 +250,29 @@ def test_iteration_figures_read_back_what_the_flow_returned(flywheel_run, tmp_pa
     assert png.stat().st_size > 1000
     with pytest.raises(MissingRun, match="no evaluations for run 'nope'"):
         iteration_figures(config.paths["store"], "nope")
+
+
+def test_generation_fans_out_over_shards_and_gives_the_same_trees(prefect_harness, tmp_path, tiny_policy_dir):
+    """Eight problems as one shard, or as four shards two at a time (threads), then one ingest: the same
+    trees node for node, since each batch samples from a stream keyed by its problems."""
+    from flows.generate import generate, shard_slices
+    from models.training import train_value
+
+    assert shard_slices(10, 7, 3) == [(10, 3), (13, 3), (16, 1)]
+    value = tmp_path / "value"
+    train_value(tiny_policy_dir, [{"text": "Q: 1\n1+1=2\n", "target": 1.0}], value, ValueSettings(max_steps=1))
+    kwargs = dict(task_name="arithmetic", task_options={}, split="train", method="mcts_alpha",
+                  method_config=MCTSAlphaConfig(simulations=2, k=2, max_depth=4), policy_path=str(tiny_policy_dir),
+                  value_path=str(value), temperature=0.7, max_step_tokens=24, max_batch_rows=512, batch_size=2,
+                  seed=3, run_id="g", iteration=1, stage="search")
+    trees = {}
+    for name, size, parallel in (("one", 8, 1), ("four", 2, 2)):
+        path = str(tmp_path / f"{name}.duckdb")
+        out = generate(kwargs, start=5, count=8, shard=str(tmp_path / name / "search"), shard_size=size,
+                       parallelism=parallel, store_path=path)
+        assert out["added"] == 8 and len(out["shards"]) == 8 // size
+        _, trees[name] = store.query(path, "SELECT tree_id, node_id, parent_id, step_text, visits, value_sum "
+                                           "FROM nodes ORDER BY ALL")
+        _, [(generated,)] = store.query(path, "SELECT sum(generated_tokens) FROM trees")
+        assert out["generated_tokens"] == generated
+    assert trees["one"] == trees["four"] and len({t for t, *_ in trees["one"]}) == 8
