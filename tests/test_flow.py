@@ -218,11 +218,16 @@ def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_r
     printed = capsys.readouterr().out
     assert "ReST-EM on arithmetic: per iteration" in printed and "value AUC (held out)" in printed
     path = tmp_path / "traces.duckdb"
-    _, rows = store.query(path, "SELECT iteration, method, budget, count(*), max(generated_tokens) FROM trees "
+    _, rows = store.query(path, "SELECT iteration, method, budget, count(*) FROM trees "
                                 "WHERE run_id = 'r1' AND stage = 'search' GROUP BY ALL ORDER BY 1")
     n = config.task.train_per_iteration
-    assert [r[:4] for r in rows] == [(1, "self_consistency", 40, n), (2, "self_consistency", 40, n)]
-    assert max(r[4] for r in rows) <= 40
+    assert rows == [(1, "self_consistency", 40, n), (2, "self_consistency", 40, n)]
+    # a tree keeps the first samples that fit in 40 tokens, or its first sample alone when that one does not
+    _, over = store.query(path, "SELECT t.tree_id, count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM nodes c "
+                                "WHERE c.tree_id = n.tree_id AND c.parent_id = n.node_id)) AS leaves "
+                                "FROM trees t JOIN nodes n USING (tree_id) WHERE t.run_id = 'r1' AND "
+                                "t.stage = 'search' AND t.generated_tokens > 40 GROUP BY 1")
+    assert all(leaves == 1 for _, leaves in over)
     _, [(kind,)] = store.query(path, "SELECT kind FROM runs WHERE run_id = 'r1'")
     _, snaps = store.query(path, "SELECT snapshot_id, init_uri FROM training_snapshots WHERE run_id = 'r1' "
                                  "AND model_kind = 'policy' ORDER BY 1")
