@@ -6,6 +6,8 @@ deploy on a GPU work pool or to time (`benchmarks/fanout.py`).
 
 from __future__ import annotations
 
+import os
+
 from prefect import flow
 
 from tasks.search import search_task
@@ -23,12 +25,16 @@ def fan_out(search_kwargs: dict, *, start: int, count: int, shard: str, shard_si
     every shard at once (when `store_path` is given). Returns the shards, the summed generated tokens and
     costs per budget, and the number of new trees."""
     slices = shard_slices(start, count, shard_size)
+    name = lambda s: shard if len(slices) == 1 else f"{shard}-{s:06d}"  # noqa: E731
     results: list[dict] = []
-    for wave in range(0, len(slices), parallelism):
-        futures = [search_task.submit(**search_kwargs, start=s, count=n,
-                                      shard=shard if len(slices) == 1 else f"{shard}-{s:06d}")
-                   for s, n in slices[wave:wave + parallelism]]
-        results += [f.result() for f in futures]
+    if parallelism == 1:  # in this thread: torch runs fastest on the thread that owns its thread pool
+        results = [search_task(**search_kwargs, start=s, count=n, shard=name(s)) for s, n in slices]
+    else:  # shards at once on worker threads, the CPU's cores split between them
+        threads = max(1, (os.cpu_count() or 1) // parallelism)
+        for wave in range(0, len(slices), parallelism):
+            futures = [search_task.submit(**search_kwargs, start=s, count=n, shard=name(s), torch_threads=threads)
+                       for s, n in slices[wave:wave + parallelism]]
+            results += [f.result() for f in futures]
     added = ingest_task(store_path, [r["shard"] for r in results]) if store_path else 0
     costs: dict = {}
     for r in results:

@@ -39,13 +39,15 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
                run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
-               backend: str = "transformers", device: str = "cpu") -> dict:
+               backend: str = "transformers", device: str = "cpu", torch_threads: int | None = None) -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
     n = 1, 2, 4, ... share their samples; every other method runs once per budget. Returns the shard
     path and, per budget, what it cost: generated tokens, prefill tokens, value tokens, policy and
     value calls, wall seconds (a pooled method's sampling cost is the pool's, shared by its budgets).
+    `torch_threads`: the intra-op threads for this call's thread (shards searched side by side in threads
+    split the cores; one thread per core measured fastest here).
     """
     import torch
 
@@ -53,6 +55,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     from models.value import TransformersValue
 
     torch.manual_seed(seed)
+    if torch_threads is not None:  # a worker thread's own share of the cores (it applies to this thread)
+        torch.set_num_threads(torch_threads)
     problems = select_problems(task_name, split, start, count, task_options)
     with _LOADING:  # transformers' loading is not thread-safe; shards searched in threads load one by one
         if backend == "vllm":
