@@ -59,7 +59,7 @@ def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, meth
 
 
 def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
-    """The first value model: given, cached, or trained on MC targets of sampled rollouts."""
+    """The first value model: given, cached, or trained on the configured targets of sampled rollouts."""
     if config.value.path is not None:
         from models.errors import resolve_model
 
