@@ -83,7 +83,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
 
 def _fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, out: str) -> dict:
     return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
-                          config.value_targets, config.value_td_lambda, config.value_holdout)
+                          config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device)
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,
