@@ -208,11 +208,9 @@ def _report(per_seed: list[dict], config, minutes: float) -> None:
 
 def _plot(per_seed: list[dict], config, path: str) -> str:
     """Accuracy vs generated tokens per method at iteration 0, and greedy accuracy per iteration."""
-    import matplotlib
+    from flows.figures import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for method in config.evaluation.methods:
         acc = [100 * s[f"it0/{method}/accuracy"] for s in per_seed]
@@ -237,11 +235,7 @@ def _plot(per_seed: list[dict], config, path: str) -> str:
     right.set(xlabel="flywheel iteration", ylabel="greedy test accuracy (%)", xticks=iterations,
               title="self-training")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return str(save(fig, path))
 
 
 def _checks(stats: dict, config) -> list[str]:

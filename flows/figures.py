@@ -7,6 +7,26 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (no display here or on workers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str | Path) -> Path:
+    """Lay out, write `fig` as a PNG at `path` (creating its folder), close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return path
+
+
 def budget_curves(rows: list[dict]) -> dict[str, list[tuple]]:
     """Per method, by budget: (budget, mean tokens/problem, mean accuracy %, sd of accuracy %, seeds)."""
     by: dict[tuple[str, int | None], list[dict]] = defaultdict(list)
@@ -23,11 +43,7 @@ def budget_curves(rows: list[dict]) -> dict[str, list[tuple]]:
 
 def plot_accuracy_vs_tokens(rows: list[dict], path: str | Path, title: str) -> Path:
     """One line per method (error bars: sd over seeds); single-budget methods (greedy) as points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.get_cmap("tab20").colors
     for i, (method, points) in enumerate(budget_curves(rows).items()):
@@ -44,12 +60,7 @@ def plot_accuracy_vs_tokens(rows: list[dict], path: str | Path, title: str) -> P
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 class MissingRun(LookupError):
@@ -97,11 +108,7 @@ def iteration_figures(store_path: str | Path, run_id: str, budget: int | None = 
 def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, title: str) -> Path:
     """Greedy and MCTS-alpha accuracy over iterations, one line per flow (`series`: label -> per seed the
     rows of `iteration_figures`), mean and sd over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, key, name in zip(axes, ("greedy", "mcts_alpha"), ("greedy (CoT)", "MCTS-alpha"), strict=True):
         for label, seeds in series.items():
@@ -118,9 +125,4 @@ def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, 
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)

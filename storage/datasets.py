@@ -66,9 +66,10 @@ def value_view(method: str) -> str:
     return {"td_lambda": "value_paths_td", "rest_mcts": "value_paths_rest_mcts"}.get(method, "value_paths")
 
 
-def value_paths_query(method: str, lam: float = 0.9) -> str:
-    """SQL of one method's value-training paths: tree_id, leaf_id, steps, targets (on [-1, 1]) and
-    hard_targets (+1 if a correct leaf lies below the step, else -1: what held-out ranking is scored on).
+def value_paths_query(method: str, lam: float = 0.9, *, hard: bool = True) -> str:
+    """SQL of one method's value-training paths: tree_id, leaf_id, steps, targets (on [-1, 1]) and, with
+    `hard`, hard_targets (+1 if a correct leaf lies below the step, else -1: what held-out ranking is
+    scored on; for TD(lambda) and ReST-MCTS* they cost a join with value_paths, so training leaves them out).
 
     monte_carlo and math_shepherd_soft are the same numbers here: the fraction of correct leaves below a
     step (Math-Shepherd's soft estimate) is the Monte Carlo mean outcome on a 0 / 1 scale.
@@ -83,5 +84,7 @@ def value_paths_query(method: str, lam: float = 0.9) -> str:
         source = "value_paths_rest_mcts"
     else:
         raise ValueError(f"unknown value target method {method!r} (known: {', '.join(VALUE_TARGETS)})")
+    if not hard:
+        return f"SELECT tree_id, leaf_id, steps, targets FROM {source}"
     return (f"SELECT x.tree_id, x.leaf_id, x.steps, x.targets, v.hard_targets FROM {source} x "
             "JOIN value_paths v USING (tree_id, leaf_id)")

@@ -60,8 +60,7 @@ def _snapshot(store_path: str, run_id: str, iteration: int, kind: str, model: st
 
 
 #: where a run's value / ORM training rows come from: its bootstrap rollouts and searches up to an iteration
-_RUN_TREES = ("JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) "
-              "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?")
+_OF_RUN = "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?"
 #: a tree is held out of value training when its hashed id falls below the held-out fraction (per mille)
 _HELD_OUT = "md5_number(v.tree_id) % 1000 < ?"
 METRICS_FILE = "treeflow_value_metrics.json"
@@ -77,9 +76,10 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     Returns the model path, the loss history and the held-out MSE and step AUC, scored on `device`
     (also written to `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
     """
-    paths = value_paths_query(targets, td_lambda)
     cut = round(1000 * holdout)
-    where = f"FROM ({paths}) v {_RUN_TREES}"
+    run_paths = lambda hard: (f"FROM ({value_paths_query(targets, td_lambda, hard=hard)}) v "  # noqa: E731
+                              f"JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) {_OF_RUN}")
+    where = run_paths(False)
     sql = (f"SELECT p.prompt, v.steps, v.targets {where} AND NOT {_HELD_OUT} "
            "ORDER BY v.tree_id, v.leaf_id")
     params = [run_id, max_iteration, cut]
@@ -92,7 +92,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
     metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None}
     if cut > 0:
-        _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {where} "
+        _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {run_paths(True)} "
                                           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
         value = TransformersValue(out_dir, device=device)
         metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
@@ -112,8 +112,7 @@ def fit_orm_task(store_path: str, run_id: str, max_iteration: int, init_path: st
                  settings: RewardSettings, pairs_per_tree: int) -> dict:
     """Train the ORM (TRL RewardTrainer) on (correct, wrong) whole solutions of the same tree, at most
     `pairs_per_tree` per tree, from this run's trees so far."""
-    where = ("FROM orm_rows v JOIN trees t USING (tree_id) "
-             "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?")
+    where = f"FROM orm_rows v JOIN trees t USING (tree_id) {_OF_RUN}"
     pairs_cte = ("WITH r AS (SELECT DISTINCT v.tree_id, v.prompt, v.completion, v.label " + where + "), "
                  "pairs AS (SELECT c.tree_id, c.prompt, c.completion AS chosen, w.completion AS rejected, "
                  "row_number() OVER (PARTITION BY c.tree_id ORDER BY md5(c.completion || w.completion)) AS k "
