@@ -90,10 +90,10 @@ def _is_bad_input(e: Exception) -> bool:
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.datasets import UnknownRelation
-    from storage.store import ShardError
+    from storage.store import RunConflict, ShardError
 
     bad = (BackendUnavailable, MissingRun, UnknownRelation, ConfigError, DatasetError, ModelDirError, ShardError,
-           FileNotFoundError, duckdb.Error)
+           RunConflict, FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 

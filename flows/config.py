@@ -139,7 +139,8 @@ class FlywheelConfig(_Strict):
 
     workdir: str = "work"
     cache_dir: str | None = Field(None, description="bootstrap cache (default: <workdir>/cache)")
-    run_id: str | None = None
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                               description="restarting a run with its run id resumes it (default: a new id)")
     iterations: int = Field(2, ge=0)
     seed: int = 0
     batch_size: int = Field(64, ge=1, description="trees searched in lockstep per batch")

@@ -22,7 +22,7 @@ from prefect.cache_policies import NONE
 from flows.config import FlywheelConfig, method_configs
 from search.sampling import SamplingConfig
 from storage.datasets import value_view
-from tasks import tracking
+from tasks import resume, tracking
 from tasks.search import search_task
 from tasks.store import ingest_task, record_run_task, summarize_task
 from tasks.train import fit_orm_task, fit_value_task, sft_policy_task, value_metrics
@@ -70,7 +70,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
                                      config.policy.model_dump(exclude={"backend", "device"}), config.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
-    if (out / "config.json").is_file():
+    if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
         return str(out)
     sampling = SamplingConfig(n=config.value.rollouts, max_depth=config.search.max_depth)
     stats = search_task(**_search_kwargs(config, run_id, policy, None), split="train", start=0,
@@ -162,23 +162,28 @@ def _run(config: FlywheelConfig, generator: str) -> dict:
     table: list[dict] = []
     iterations: list[dict] = [{"iteration": 0, "generated_tokens_per_problem": None, "traces": None,
                                **_value_figures(value_metrics(models.value))}]
-    with mlflow.start_run(experiment_id=experiment, run_name=run_id) as parent:
+    # a run restarted with the same run id logs into the MLflow runs it began; iterations it finished are not
+    # logged again, and their work (shards, models) is found complete on disk (`tasks.resume`)
+    with tracking.resumable_run(experiment, run_id) as (parent, _):
         mlflow.set_tags({"treeflow.run_id": run_id, "treeflow.kind": kind})
         mlflow.log_params({"task": config.task.name, "iterations": config.iterations, "seed": config.seed,
                            "generator": generator, "token_budget": config.evaluation.token_budget,
                            "policy": policy, "value": models.value})
         for iteration in range(config.iterations + 1):
-            with mlflow.start_run(experiment_id=experiment, run_name=f"{run_id}/iteration-{iteration}",
-                                  nested=True, parent_run_id=parent.info.run_id) as it_run:
+            with tracking.resumable_run(experiment, f"{run_id}/iteration-{iteration}",
+                                        parent.info.run_id) as (it_run, logged):
                 mlflow.log_params({"iteration": iteration, "trace_snapshot": f"{run_id}@{iteration}"})
                 if iteration > 0:
-                    models, summary = _iterate(config, run_id, iteration, models, it_run.info.run_id, generator)
+                    models, summary = _iterate(config, run_id, iteration, models, it_run.info.run_id, generator,
+                                               log=not logged)
                     iterations.append(summary)
                 mlflow.log_params({"policy": models.policy, "value": models.value, "orm": models.orm})
                 budgets = config.evaluation.budgets or [config.evaluation.token_budget]
                 rows = _evaluate(config, run_id, iteration, models.policy, models.value, models.orm)
+                table.extend(rows)
+                if logged:
+                    continue
                 for row in rows:
-                    table.append(row)
                     key = metric_key(row, budgets)
                     tracking.log_metrics(it_run.info.run_id, {f"{key}/{name}": row[name] for name in EVAL_METRICS})
                     tracking.log_metrics(parent.info.run_id, {f"{key}/accuracy": row["accuracy"]}, step=iteration)
@@ -244,11 +249,11 @@ def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Model
 
 
 def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, mlflow_run: str,
-             generator: str) -> tuple[Models, dict]:
-    """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM)."""
+             generator: str, log: bool = True) -> tuple[Models, dict]:
+    """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM).
+    `log`: log its figures and trainings to MLflow (False when a restarted run already had)."""
     store_path = str(config.paths["store"])
     stats = _generate(config, run_id, iteration, models, generator)
-    added = stats["added"]
     out = config.paths["models"] / run_id
     recipe = config.tiny if config.policy.path is None else None
     init = models.base if config.sft_init == "base" else models.policy
@@ -260,8 +265,15 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
         orm = fit_orm_task(store_path, run_id, iteration, models.orm or models.value,
                            str(out / f"orm-it{iteration}"), config.orm.training, config.orm.pairs_per_tree)
     per_problem = stats["generated_tokens"] / config.task.train_per_iteration
+    summary = {"iteration": iteration, "generated_tokens_per_problem": per_problem, "traces": sft["traces"],
+               **_value_figures(fit)}
+    new_orm = orm["path"] if orm and orm["pairs"] else models.orm
+    new = Models(models.base, sft["path"], fit["path"], new_orm)
+    if not log:
+        return new, summary
     tracking.log_metrics(mlflow_run, {
-        "search/trees": added, "search/generated_tokens": stats["generated_tokens"],
+        "search/trees": stats["trees"], "search/new_trees": stats["added"],
+        "search/generated_tokens": stats["generated_tokens"],
         "search/generated_tokens_per_problem": per_problem, "sft/traces": sft["traces"],
         "sft/train_loss": sft["train_loss"], "value/targets": fit["targets"],
         "value/train_loss": fit["train_loss"], "value/heldout_mse": fit["heldout_mse"],
@@ -269,10 +281,7 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
         **({"orm/pairs": orm["pairs"], "orm/train_loss": orm["train_loss"]} if orm else {})})
     _log_trainings(config, f"{run_id}/iteration-{iteration}", mlflow_run, generator,
                    {"policy": (init, sft), "value": (models.value, fit), "orm": (models.orm or models.value, orm)})
-    summary = {"iteration": iteration, "generated_tokens_per_problem": per_problem, "traces": sft["traces"],
-               **_value_figures(fit)}
-    new_orm = orm["path"] if orm and orm["pairs"] else models.orm
-    return Models(models.base, sft["path"], fit["path"], new_orm), summary
+    return new, summary
 
 
 def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator: str, done: dict) -> None:

@@ -41,6 +41,7 @@ def fan_out(search_kwargs: dict, *, start: int, count: int, shard: str, shard_si
         for budget, c in r["costs"].items():
             costs[budget] = {k: costs.get(budget, {}).get(k, 0) + v for k, v in c.items()}
     return {"shards": [r["shard"] for r in results], "costs": costs, "added": added,
+            "trees": sum(r["trees"] for r in results),
             "generated_tokens": sum(r["generated_tokens"] for r in results)}
 
 

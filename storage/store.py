@@ -24,6 +24,10 @@ class ShardError(ValueError):
     """A shard file that does not match the trace store's schema."""
 
 
+class RunConflict(ValueError):
+    """A run id that the store already holds with another kind or configuration."""
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration file, in order."""
     out = []
@@ -187,7 +191,13 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, shard: Path) -> int:
 
 def record_run(con: duckdb.DuckDBPyConnection, run_id: str, kind: str, config: dict,
                code_version: str | None = None) -> None:
-    """Insert a run row once (re-recording the same run id is a no-op)."""
+    """Insert a run row once. Recording the same run again (a restarted run) is a no-op; the same run id with
+    another kind or configuration raises `RunConflict`, since its trees would mix with the first run's."""
+    found = con.execute("SELECT kind, config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if found is not None and (found[0] != kind or json.loads(found[1]) != json.loads(json.dumps(config))):
+        raise RunConflict(f"run id '{run_id}' is already in the store with another "
+                          f"{'kind' if found[0] != kind else 'configuration'}; restart it with the same "
+                          "configuration to resume it, or choose a new run id")
     con.execute("INSERT INTO runs (run_id, kind, config, code_version) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [run_id, kind, json.dumps(config), code_version])
 

@@ -39,25 +39,31 @@ def _requirements() -> list[str]:
 
 def register(model_dir: str, name: str, tags: dict[str, str], run_id: str) -> str:
     """Log `model_dir` under MLflow run `run_id`, register it as a new version of `name`, alias it
-    `candidate`; returns the version."""
+    `candidate`; returns the version. Once per snapshot: a restarted run that registered this snapshot
+    before gets that version back."""
+    client = MlflowClient()
+    snapshot = tags.get("treeflow.snapshot")
+    found = [] if snapshot is None else client.search_model_versions(
+        f"name = '{name}' and tags.`treeflow.snapshot` = '{snapshot}'")
+    if found:
+        version_ = str(min(int(v.version) for v in found))
+        client.set_registered_model_alias(name, "candidate", version_)
+        return version_
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
         info = _log(model_dir, name)
     else:
         with mlflow.start_run(run_id=run_id, nested=active is not None):
             info = _log(model_dir, name)
-    version_ = str(info.registered_model_version)
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version_, key, value)
+    # the version is created with its tags, so a version without its snapshot tag never exists
+    version_ = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     client.set_registered_model_alias(name, "candidate", version_)
     return version_
 
 
 def _log(model_dir: str, name: str):
     return mlflow.pyfunc.log_model(name=name.removeprefix("treeflow-"), python_model=ModelDirectory(),
-                                   artifacts={"model": model_dir}, pip_requirements=_requirements(),
-                                   registered_model_name=name)
+                                   artifacts={"model": model_dir}, pip_requirements=_requirements())
 
 
 def champion_value(name: str) -> float | None:

@@ -16,7 +16,9 @@ from search import METHODS, POOLED, UNGUIDED
 from search.sampling import sample_paths
 from storage.store import write_shard
 from storage.traces import problem_row, result_rows
+from tasks import resume
 from tasks.progress import bar
+from tasks.retries import TRANSIENT
 
 _LOADING = threading.Lock()
 
@@ -123,12 +125,28 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                 record(b, _add(spent, pool_cost), results, batch)
             update(i + len(batch))
     path = write_shard(Path(shard), trees=trees, nodes=nodes, problems=[problem_row(p) for p in problems])
-    out = {"shard": str(path), "costs": costs, **policy.stats.as_dict(),
-           "value_tokens": value.scored_tokens if value else 0}
-    return out
+    return {"shard": str(path), "costs": costs, "trees": len(trees), **policy.stats.as_dict(),
+            "value_tokens": value.scored_tokens if value else 0}
 
 
-@task(name="search", cache_policy=NONE, persist_result=False)
+#: arguments that change where or how fast a search runs, not what it finds
+_NOT_INPUTS = ("shard", "torch_threads")
+
+
+@task(name="search", cache_policy=NONE, persist_result=False, **TRANSIENT)
 def search_task(**kwargs) -> dict:
-    """Prefect task around `run_search` (keyword arguments as there)."""
-    return run_search(**kwargs)
+    """Prefect task around `run_search` (keyword arguments as there).
+
+    A shard that a previous attempt of the same run completed with the same inputs (the models by their
+    own training fingerprint) is not searched again: its recorded result comes back (`tasks.resume`).
+    """
+    inputs = {k: v for k, v in kwargs.items() if k not in _NOT_INPUTS}
+    inputs.update(policy_path=resume.identity(kwargs["policy_path"]), value_path=resume.identity(
+        kwargs.get("value_path")))
+    key = resume.fingerprint(**inputs)
+    if (hit := resume.done(kwargs["shard"], key)) is not None:
+        return {**hit, "costs": dict(hit["costs"])}
+    result = run_search(**kwargs)
+    # JSON keeps only string keys: the costs per budget are recorded as [budget, costs] pairs
+    resume.finish(result["shard"], key, {**result, "costs": [[b, c] for b, c in result["costs"].items()]})
+    return result

@@ -1,4 +1,5 @@
-"""Trace-store tasks: the only ones that write the DuckDB file (one writer, sequentially)."""
+"""Trace-store tasks: the only ones that write the DuckDB file (one writer, sequentially). Each retries
+with backoff while another process holds the file's write lock."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ from prefect.cache_policies import NONE
 
 from models.metrics import roc_auc
 from storage import store
+from tasks.retries import TRANSIENT
 
 
-@task(name="ingest", cache_policy=NONE, persist_result=False)
+@task(name="ingest", cache_policy=NONE, persist_result=False, **TRANSIENT)
 def ingest_task(store_path: str, shards: list[str]) -> int:
     """Load shards into the store in one transaction; returns the number of new trees."""
     with store.connect(store_path) as con:
         return store.ingest(con, shards)
 
 
-@task(name="record-run", cache_policy=NONE, persist_result=False)
+@task(name="record-run", cache_policy=NONE, persist_result=False, **TRANSIENT)
 def record_run_task(store_path: str, run_id: str, kind: str, config: dict) -> None:
     """Record a run's configuration and the code version that runs it, once."""
     from tasks.provenance import code_version
@@ -25,7 +27,7 @@ def record_run_task(store_path: str, run_id: str, kind: str, config: dict) -> No
         store.record_run(con, run_id, kind, config, code_version())
 
 
-@task(name="summarize", cache_policy=NONE, persist_result=False)
+@task(name="summarize", cache_policy=NONE, persist_result=False, **TRANSIENT)
 def summarize_task(store_path: str, run_id: str, iteration: int, method: str, split: str, budget: int | None,
                    wall_seconds: float, seed: int = 0, costs: dict | None = None) -> dict:
     """Accuracy and cost of one method's evaluation trees at one budget and seed, recorded in `evaluations`.

@@ -23,6 +23,7 @@ from models.training import (
 from models.value import TransformersValue
 from storage import store
 from storage.datasets import value_paths_query, value_view
+from tasks import resume
 from tasks.progress import bar
 
 
@@ -40,11 +41,20 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
     data = traces + demos
     if not data:  # nothing correct was found and there are no demonstrations: keep the policy
         return {"path": init_path, "traces": 0, "demos": 0, "train_loss": None, "steps": 0, "losses": []}
+    key = _key(init_path, settings, data)
+    if (hit := resume.done(out_dir, key)) is not None:
+        return hit
     with bar(f"sft it{iteration} ({len(traces)} traces)", planned_steps(settings, len(data))) as update:
         history = train_policy(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, iteration, "policy", out_dir, init_path, "sft_traces", None, sql,
               f"SELECT DISTINCT tree_id {where} ORDER BY 1", [run_id, iteration], traces, extra_rows=len(demos))
-    return {"path": out_dir, "traces": len(traces), "demos": len(demos), **history}
+    return resume.finish(out_dir, key, {"path": out_dir, "traces": len(traces), "demos": len(demos), **history})
+
+
+def _key(init_path: str, settings, rows: list, **more) -> str:
+    """The fingerprint of a training: the model it starts from, its settings, its rows in order."""
+    return resume.fingerprint(init=resume.identity(init_path), settings=settings, rows=store.rows_digest(rows),
+                              **more)
 
 
 def _snapshot(store_path: str, run_id: str, iteration: int, kind: str, model: str, init: str, view: str,
@@ -86,6 +96,9 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     _, rows = store.query(store_path, sql, params)
     data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, targets, strict=True))]}
             for prompt, steps, targets in rows]
+    key = _key(init_path, settings, data, holdout=cut)
+    if (hit := resume.done(out_dir, key)) is not None:
+        return hit
     with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
         history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
@@ -98,7 +111,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
         metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
                                                       for p, s, t, h in held])
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))
-    return {"path": out_dir, "targets": len(data), **metrics, **history}
+    return resume.finish(out_dir, key, {"path": out_dir, "targets": len(data), **metrics, **history})
 
 
 def value_metrics(path: str) -> dict:
@@ -123,8 +136,11 @@ def fit_orm_task(store_path: str, run_id: str, max_iteration: int, init_path: st
     pairs = [{"chosen": p + c, "rejected": p + r} for p, c, r in rows]
     if not pairs:  # no tree had both a right and a wrong answer: nothing trained
         return {"path": None, "pairs": 0, "train_loss": None, "steps": 0, "losses": []}
+    key = _key(init_path, settings, pairs)
+    if (hit := resume.done(out_dir, key)) is not None:
+        return hit
     with bar(f"orm it{max_iteration} ({len(pairs)} pairs)", planned_steps(settings, len(pairs))) as update:
         history = train_orm(init_path, pairs, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "orm", out_dir, init_path, "orm_rows", "preference", sql,
               pairs_cte + "SELECT DISTINCT tree_id FROM pairs WHERE k <= ? ORDER BY 1", params, pairs)
-    return {"path": out_dir, "pairs": len(pairs), **history}
+    return resume.finish(out_dir, key, {"path": out_dir, "pairs": len(pairs), **history})

@@ -29,6 +29,7 @@ def test_unknown_config_keys(tmp_path, capsys):
     _fails(tmp_path, capsys, "iteratons: 2\n", "unknown key 'iteratons'")
     _fails(tmp_path, capsys, "search:\n  simulatons: 4\n", "unknown key 'search.simulatons'")
     _fails(tmp_path, capsys, "iterations: many\n", "'iterations': Input should be a valid integer")
+    _fails(tmp_path, capsys, "run_id: \"it's mine\"\n", "'run_id': String should match pattern")
 
 
 def test_missing_model_directory(tmp_path, capsys):

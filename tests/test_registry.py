@@ -47,3 +47,16 @@ def test_a_registered_version_loads_and_gives_the_same_outputs(mlflow_store, tin
     assert [[c.logprob for c in r] for r in loaded] == [[c.logprob for c in r] for r in original]
     with pytest.raises(ModelDirError, match="registered model not found"):
         resolve_model("models:/treeflow-policy@champion")
+
+
+def test_a_snapshot_is_registered_once_even_when_a_restarted_run_registers_it_again(mlflow_store, tiny_policy_dir):
+    tags = {"treeflow.run_id": "r", "treeflow.snapshot": "r/1/policy"}
+    first = registry.register(str(tiny_policy_dir), registry.POLICY, tags, mlflow_store)
+    other = registry.register(str(tiny_policy_dir), registry.POLICY, {**tags, "treeflow.snapshot": "r/2/policy"},
+                              mlflow_store)
+    again = registry.register(str(tiny_policy_dir), registry.POLICY, tags, mlflow_store)
+    client = mlflow.MlflowClient()
+    assert (first, other, again) == ("1", "2", "1")
+    assert len(client.search_model_versions(f"name = '{registry.POLICY}'")) == 2
+    assert client.get_model_version(registry.POLICY, "1").tags["treeflow.snapshot"] == "r/1/policy"
+    assert str(client.get_model_version_by_alias(registry.POLICY, "candidate").version) == "1"
