@@ -1,4 +1,4 @@
-"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, evaluate, plot, export, sql."""
+"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, serve, evaluate, plot, export, sql."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--iterations", type=int, default=None)
         cmd.add_argument("--workdir", default=None, help="overrides the config's workdir")
         cmd.add_argument("--run-id", default=None)
+    serve = sub.add_parser("serve", help="a Prefect server on 127.0.0.1 (or $PREFECT_API_URL's) and treeflow's "
+                                         "deployments served from this process, the flywheel on a schedule")
+    serve.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+    serve.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    serve.add_argument("--cron", default=None, help="the flywheel's schedule (default: '0 2 * * *', nightly)")
+    serve.add_argument("--timezone", default=None, help="of the schedule (default: Europe/Berlin for the cron)")
+    serve.add_argument("--interval", type=float, default=None,
+                       help="run the flywheel every this many seconds instead of on the cron schedule")
+    serve.add_argument("--anchor", default=None,
+                       help="ISO date-time the interval counts from, e.g. 2026-11-23T01:30+01:00 (default: now)")
+    serve.add_argument("--port", type=int, default=4200, help="of the Prefect server started here")
     ev = sub.add_parser("evaluate", help="every method at the same generated-token budgets; rows to the store "
                                          "and MLflow, and a PNG of accuracy vs tokens")
     ev.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
@@ -73,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         env.configure(config.workdir)
         if args.command == "evaluate":
             return _evaluate(config, _ints(args.seeds, "--seeds"), args.plot)
+        if args.command == "serve":
+            return _serve(config, args)
         return _run(config, "rest_em" if args.command == "rest-em" else "mcts_alpha")
     except Exception as e:  # every expected bad input becomes one line and exit 2
         if not _is_bad_input(e):
@@ -108,6 +121,8 @@ def _config(args):
     if args.command == "evaluate":
         return _evaluate_config(args)
     overrides = {"workdir": args.workdir} if args.workdir else {}
+    if args.command == "serve" and args.config is None:
+        return FlywheelConfig(**overrides)
     if args.command in ("flywheel", "rest-em"):
         overrides.update({k: v for k, v in (("iterations", args.iterations), ("run_id", args.run_id))
                           if v is not None})
@@ -218,6 +233,30 @@ def _iteration_table(result: dict, title: str, budget: int):
                       num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_mse"], ".3f"),
                       num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
     return table
+
+
+def _serve(config, args) -> int:
+    import datetime as dt
+
+    from flows.config import ConfigError
+    from flows.service import schedule, serve
+
+    anchor = None
+    if args.anchor is not None:
+        try:
+            anchor = dt.datetime.fromisoformat(args.anchor)
+        except ValueError:
+            raise ConfigError(f"--anchor: expected an ISO date-time, got {args.anchor!r}") from None
+    if args.interval is not None and args.interval <= 0:
+        raise ConfigError(f"--interval: expected a positive number of seconds, got {args.interval}")
+    if args.interval is not None and args.cron is not None:
+        raise ConfigError("--cron and --interval: give one schedule, not both")
+    try:
+        when = schedule(args.cron, args.timezone, args.interval, anchor)
+    except ValueError as e:  # a cron expression or timezone Prefect does not accept
+        raise ConfigError(f"--cron/--timezone: {e}".splitlines()[0]) from None
+    serve(config, when, args.port)
+    return 0
 
 
 def _evaluate(config, seeds: list[int], plot: str | None) -> int:

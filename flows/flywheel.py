@@ -20,12 +20,13 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from flows.config import FlywheelConfig, method_configs
+from flows.train import Models, fit_value, train_iteration
 from search.sampling import SamplingConfig
 from storage.datasets import value_view
 from tasks import resume, tracking
 from tasks.search import search_task
 from tasks.store import ingest_task, record_run_task, summarize_task
-from tasks.train import fit_orm_task, fit_value_task, sft_policy_task, value_metrics
+from tasks.train import value_metrics
 
 GENERATORS = ("mcts_alpha", "rest_em")
 
@@ -78,12 +79,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
                         shard=_shard(config, run_id, 0, "bootstrap", "self_consistency"), iteration=0,
                         stage="bootstrap")
     ingest_task(str(config.paths["store"]), [stats["shard"]])
-    return _fit_value(config, run_id, 0, policy, str(out))["path"]
-
-
-def _fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, out: str) -> dict:
-    return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
-                          config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device)
+    return fit_value(config, run_id, 0, policy, str(out))["path"]
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,
@@ -117,16 +113,6 @@ EVAL_METRICS = ("accuracy", "tokens_per_problem", "value_states_per_problem", "p
 def metric_key(row: dict, budgets: list[int]) -> str:
     """MLflow metric prefix of an evaluation row: the method, with its budget when there are several."""
     return row["method"] if row["budget"] is None or len(budgets) == 1 else f"{row['method']}/b{row['budget']}"
-
-
-@dataclasses.dataclass
-class Models:
-    """The models an iteration starts from (and the base policy, for `sft_init: base`)."""
-
-    base: str
-    policy: str
-    value: str
-    orm: str | None = None
 
 
 @flow(name="flywheel")
@@ -252,23 +238,12 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
              generator: str, log: bool = True) -> tuple[Models, dict]:
     """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM).
     `log`: log its figures and trainings to MLflow (False when a restarted run already had)."""
-    store_path = str(config.paths["store"])
     stats = _generate(config, run_id, iteration, models, generator)
-    out = config.paths["models"] / run_id
-    recipe = config.tiny if config.policy.path is None else None
-    init = models.base if config.sft_init == "base" else models.policy
-    sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
-                          recipe, config.mix_demos)
-    fit = _fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
-    orm = None
-    if config.orm.enabled:
-        orm = fit_orm_task(store_path, run_id, iteration, models.orm or models.value,
-                           str(out / f"orm-it{iteration}"), config.orm.training, config.orm.pairs_per_tree)
+    new, done = train_iteration(config, run_id, iteration, models)
+    sft, fit, orm = (done[name][1] for name in ("policy", "value", "orm"))
     per_problem = stats["generated_tokens"] / config.task.train_per_iteration
     summary = {"iteration": iteration, "generated_tokens_per_problem": per_problem, "traces": sft["traces"],
                **_value_figures(fit)}
-    new_orm = orm["path"] if orm and orm["pairs"] else models.orm
-    new = Models(models.base, sft["path"], fit["path"], new_orm)
     if not log:
         return new, summary
     tracking.log_metrics(mlflow_run, {
@@ -279,8 +254,7 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
         "value/train_loss": fit["train_loss"], "value/heldout_mse": fit["heldout_mse"],
         "value/heldout_auc": fit["heldout_auc"],
         **({"orm/pairs": orm["pairs"], "orm/train_loss": orm["train_loss"]} if orm else {})})
-    _log_trainings(config, f"{run_id}/iteration-{iteration}", mlflow_run, generator,
-                   {"policy": (init, sft), "value": (models.value, fit), "orm": (models.orm or models.value, orm)})
+    _log_trainings(config, f"{run_id}/iteration-{iteration}", mlflow_run, generator, done)
     return new, summary
 
 

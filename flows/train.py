@@ -1,0 +1,58 @@
+"""Training one iteration from the trace store: SFT the policy on the iteration's correct traces (D+), refit
+the value model on the run's step targets so far, and the ORM when enabled. The flywheel and ReST-EM flows
+train this way; `train` is the same as its own flow, to deploy on a GPU work pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prefect import flow
+
+from flows.config import FlywheelConfig
+from tasks.train import fit_orm_task, fit_value_task, sft_policy_task
+
+
+@dataclasses.dataclass
+class Models:
+    """The models an iteration starts from (and the base policy, for `sft_init: base`)."""
+
+    base: str
+    policy: str
+    value: str
+    orm: str | None = None
+
+
+def fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, out: str) -> dict:
+    """The value model trained on the configured targets of the run's trees up to `iteration`."""
+    return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
+                          config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device)
+
+
+def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models: Models) -> tuple[Models, dict]:
+    """Train iteration `iteration`'s models; returns them and, per model, (what it started from, what its
+    training returned) (the ORM's is None when it is not enabled)."""
+    store_path = str(config.paths["store"])
+    out = config.paths["models"] / run_id
+    recipe = config.tiny if config.policy.path is None else None
+    init = models.base if config.sft_init == "base" else models.policy
+    sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
+                          recipe, config.mix_demos)
+    fit = fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
+    orm_init, orm = models.orm or models.value, None
+    if config.orm.enabled:
+        orm = fit_orm_task(store_path, run_id, iteration, orm_init, str(out / f"orm-it{iteration}"),
+                           config.orm.training, config.orm.pairs_per_tree)
+    new_orm = orm["path"] if orm and orm["pairs"] else models.orm
+    trained = Models(models.base, sft["path"], fit["path"], new_orm)
+    return trained, {"policy": (init, sft), "value": (models.value, fit), "orm": (orm_init, orm)}
+
+
+@flow(name="train")
+def train(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str, orm: str | None = None,
+          base: str | None = None) -> dict:
+    """Train iteration `iteration` of run `run_id` from its trees in the store, starting from these models
+    (`base`: the policy `sft_init: base` fine-tunes; default `policy`). Returns the new models' paths and
+    each training's figures."""
+    trained, done = train_iteration(config, run_id, iteration, Models(base or policy, policy, value, orm))
+    return {"models": dataclasses.asdict(trained), **{name: result for name, (_, result) in done.items()}}
