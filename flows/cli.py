@@ -99,14 +99,15 @@ def _is_bad_input(e: Exception) -> bool:
 
     from flows.config import ConfigError
     from flows.figures import MissingRun
+    from flows.generate import RunnerUnavailable
     from models.errors import ModelDirError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.datasets import UnknownRelation
     from storage.store import RunConflict, ShardError
 
-    bad = (BackendUnavailable, MissingRun, UnknownRelation, ConfigError, DatasetError, ModelDirError, ShardError,
-           RunConflict, FileNotFoundError, duckdb.Error)
+    bad = (BackendUnavailable, RunnerUnavailable, MissingRun, UnknownRelation, ConfigError, DatasetError,
+           ModelDirError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 
@@ -180,6 +181,10 @@ def preflight(config) -> None:
         from models.vllm_policy import require_vllm
 
         require_vllm()
+    if config.generation.runner == "ray":
+        from flows.generate import require_ray
+
+        require_ray()
     select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     select_problems(config.task.name, "train", 0, 1, config.task.options)
 

@@ -115,7 +115,14 @@ class GenerationSettings(_Strict):
     writing one Parquet shard, `parallelism` at a time; then one ingest."""
 
     shard_size: int = Field(256, ge=1)
-    parallelism: int = Field(1, ge=1, description="shards searched at once on the flow's task runner")
+    parallelism: int = Field(1, ge=1, description="shards searched at once")
+    runner: Literal["local", "deployment", "ray"] = Field(
+        "local", description="local: the flow's task runner; deployment: a run of `deployment` per shard (GPU "
+                             "workers); ray: a Ray cluster via prefect-ray (flows/generate.py)")
+    deployment: str = Field("generate/treeflow", description="FLOW/DEPLOYMENT each shard runs as (runner: "
+                                                             "deployment)")
+    ray_address: str | None = Field(None, description="runner ray: the cluster (e.g. ray://head:10001); "
+                                                      "None starts a local Ray")
 
 
 class RegistrySettings(_Strict):

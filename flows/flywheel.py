@@ -231,7 +231,8 @@ def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Model
                    count=config.task.train_per_iteration,
                    shard=_shard(config, run_id, iteration, "search", generator),
                    shard_size=config.generation.shard_size, parallelism=config.generation.parallelism,
-                   store_path=str(config.paths["store"]))
+                   store_path=str(config.paths["store"]), runner=config.generation.runner,
+                   deployment=config.generation.deployment, ray_address=config.generation.ray_address)
 
 
 def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, mlflow_run: str,

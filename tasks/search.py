@@ -140,13 +140,25 @@ def search_task(**kwargs) -> dict:
     A shard that a previous attempt of the same run completed with the same inputs (the models by their
     own training fingerprint) is not searched again: its recorded result comes back (`tasks.resume`).
     """
-    inputs = {k: v for k, v in kwargs.items() if k not in _NOT_INPUTS}
-    inputs.update(policy_path=resume.identity(kwargs["policy_path"]), value_path=resume.identity(
-        kwargs.get("value_path")))
-    key = resume.fingerprint(**inputs)
-    if (hit := resume.done(kwargs["shard"], key)) is not None:
-        return {**hit, "costs": dict(hit["costs"])}
+    key = search_key(kwargs)
+    if (hit := finished_shard(kwargs)) is not None:
+        return hit
     result = run_search(**kwargs)
     # JSON keeps only string keys: the costs per budget are recorded as [budget, costs] pairs
     resume.finish(result["shard"], key, {**result, "costs": [[b, c] for b, c in result["costs"].items()]})
     return result
+
+
+def search_key(kwargs: dict) -> str:
+    """The fingerprint of a search: its arguments, the models by their own training fingerprint."""
+    inputs = {k: v for k, v in kwargs.items() if k not in _NOT_INPUTS}
+    inputs.update(policy_path=resume.identity(kwargs["policy_path"]),
+                  value_path=resume.identity(kwargs.get("value_path")))
+    return resume.fingerprint(**inputs)
+
+
+def finished_shard(kwargs: dict) -> dict | None:
+    """What the search with these arguments returned, if its shard is complete on disk (searched here or by
+    another process sharing the shard directory)."""
+    hit = resume.done(kwargs["shard"], search_key(kwargs))
+    return None if hit is None else {**hit, "costs": dict(hit["costs"])}

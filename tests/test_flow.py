@@ -7,7 +7,7 @@ import pytest
 
 from flows.config import EvaluationSettings, FlywheelConfig, ORMSettings, TaskSettings, ValueBootstrap
 from models.training import RewardSettings, SFTSettings, ValueSettings
-from search import MCTSAlphaConfig
+from search import MCTSAlphaConfig, SamplingConfig
 from storage import store
 
 METHODS = ["greedy", "self_consistency", "mcts_alpha", "bfs_v"]
@@ -281,3 +281,27 @@ def test_generation_fans_out_over_shards_and_gives_the_same_trees(prefect_harnes
         _, [(generated,)] = store.query(path, "SELECT sum(generated_tokens) FROM trees")
         assert out["generated_tokens"] == generated
     assert trees["one"] == trees["four"] and len({t for t, *_ in trees["one"]}) == 8
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("prefect_ray") is None,
+                    reason="prefect-ray is not installed (pip install 'treeflow[ray]')")
+def test_generation_on_ray_gives_the_same_trees(prefect_harness, tmp_path, tiny_policy_dir):
+    """The shards searched as tasks on a local Ray cluster (prefect-ray), two at a time: the same trees as
+    searching them here."""
+    from prefect import flow
+
+    from flows.generate import fan_out
+
+    kwargs = dict(task_name="arithmetic", task_options={}, split="train", method="self_consistency",
+                  method_config=SamplingConfig(n=3, max_depth=4), policy_path=str(tiny_policy_dir),
+                  value_path=None, temperature=0.7, max_step_tokens=24, max_batch_rows=512, batch_size=2, seed=3,
+                  run_id="g", iteration=1, stage="search")
+    trees = {}
+    for runner in ("local", "ray"):
+        path = str(tmp_path / f"{runner}.duckdb")
+        out = flow(fan_out)(kwargs, start=0, count=6, shard=str(tmp_path / runner / "search"), shard_size=2,
+                            parallelism=2, store_path=path, runner=runner)
+        assert out["added"] == 6 and len(out["shards"]) == 3
+        _, trees[runner] = store.query(path, "SELECT tree_id, node_id, parent_id, step_text FROM nodes "
+                                             "ORDER BY ALL")
+    assert trees["ray"] == trees["local"] and len({t for t, *_ in trees["ray"]}) == 6

@@ -28,15 +28,15 @@ TREEFLOW = str(Path(sys.executable).with_name("treeflow"))
 
 def _config(path: Path, workdir: Path, tiny_recipe, tiny_policy_dir, **over) -> Path:
     """A flywheel small enough to run in seconds, as the YAML file a user would write."""
-    over = {"cache_dir": str(tiny_policy_dir.parent.parent), **over}
+    over = {"cache_dir": str(tiny_policy_dir.parent.parent), "generation": GenerationSettings(shard_size=2),
+            **over}
     config = FlywheelConfig(
         workdir=str(workdir), iterations=1, batch_size=2, tiny=tiny_recipe,
         task=TaskSettings(train_per_iteration=8, test_size=4), value=ValueBootstrap(problems=4, rollouts=2),
         search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
         evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
-        value_training=ValueSettings(max_steps=2, batch_size=8), generation=GenerationSettings(shard_size=2),
-        **over)
+        value_training=ValueSettings(max_steps=2, batch_size=8), **over)
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     return path
 
@@ -84,7 +84,9 @@ def mlflow_server(tmp_path_factory):
 def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch, mlflow_server, tiny_recipe,
                                                           tiny_policy_dir):
     workdir = tmp_path / "work"
-    config = _config(tmp_path / "config.yaml", workdir, tiny_recipe, tiny_policy_dir)
+    # each training shard a run of the served `generate` deployment (as on a GPU pool), two at a time
+    config = _config(tmp_path / "config.yaml", workdir, tiny_recipe, tiny_policy_dir,
+                     generation=GenerationSettings(shard_size=2, parallelism=2, runner="deployment"))
     port = free_port()
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)  # once the server is up and the deployments are in
     log = tmp_path / "serve.log"
@@ -94,6 +96,7 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     api = f"http://127.0.0.1:{port}/api"
     try:
         run = _wait_for_a_finished_run(api, serve, log, timeout=300)
+        shards = _flow_runs(api, "generate")
     finally:
         _stop(serve)
     assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{_tail(log)}"
@@ -101,6 +104,8 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     expected = dt.datetime.fromisoformat(run["expected_start_time"])
     assert abs((expected - due).total_seconds()) < 1
     assert dt.datetime.fromisoformat(run["start_time"]) >= expected - dt.timedelta(seconds=1)
+    assert len(shards) == 4 and {r["state"]["type"] for r in shards} == {"COMPLETED"}
+    assert {r["parameters"]["start"] for r in shards} == {4, 6, 8, 10}  # after the 4 bootstrap problems
     # its runs are in the MLflow server, its models in the server's registry, its trees in the store
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("treeflow").experiment_id
@@ -124,16 +129,23 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
         urllib.request.urlopen(f"{api}/health", timeout=2)
 
 
+def _flow_runs(api: str, flow: str, states: tuple[str, ...] | None = None) -> list[dict]:
+    """The runs of `flow` (in these state types) that the Prefect server at `api` knows."""
+    body = {"flows": {"name": {"any_": [flow]}}}
+    if states:
+        body["flow_runs"] = {"state": {"type": {"any_": list(states)}}}
+    request = urllib.request.Request(f"{api}/flow_runs/filter", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def _wait_for_a_finished_run(api: str, serve: subprocess.Popen, log: Path, timeout: float) -> dict:
-    finished = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}}}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert serve.poll() is None, f"treeflow serve exited:\n{_tail(log)}"
-        request = urllib.request.Request(f"{api}/flow_runs/filter", data=json.dumps(finished).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                runs = json.loads(response.read())
+            runs = _flow_runs(api, "flywheel", ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"))
         except OSError:  # the server is still starting
             runs = []
         if runs:
