@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--anchor", default=None,
                        help="ISO date-time the interval counts from, e.g. 2026-11-23T01:30+01:00 (default: now)")
     serve.add_argument("--port", type=int, default=4200, help="of the Prefect server started here")
+    pools = sub.add_parser("pools", help="create or update prefect.yaml's work pools on $PREFECT_API_URL's "
+                                         "server, with concurrency limits: one flow run per GPU")
+    pools.add_argument("--gpus", type=int, required=True, help="GPUs across the GPU workers (one worker per GPU)")
+    pools.add_argument("--parents", type=int, default=1, help="flywheel / ReST-EM runs at once on the CPU pool")
     ev = sub.add_parser("evaluate", help="every method at the same generated-token budgets; rows to the store "
                                          "and MLflow, and a PNG of accuracy vs tokens")
     ev.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "plot":
             return _plot(args.store, args.run, args.out, args.title)
+        if args.command == "pools":
+            return _pools(args.gpus, args.parents)
         config = _config(args)
         preflight(config)
         env.configure(config.workdir)
@@ -238,6 +244,23 @@ def _iteration_table(result: dict, title: str, budget: int):
                       num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_mse"], ".3f"),
                       num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
     return table
+
+
+def _pools(gpus: int, parents: int) -> int:
+    import os
+
+    from flows.config import ConfigError
+    from flows.service import ensure_pools
+
+    if gpus < 1 or parents < 1:
+        raise ConfigError(f"--gpus and --parents: at least 1 each, got {gpus} and {parents}")
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError("treeflow pools: set PREFECT_API_URL to the team's Prefect server (e.g. "
+                          "http://127.0.0.1:4200/api)")
+    env.configure()
+    for pool, limit in ensure_pools(gpus, parents).items():
+        print(f"{pool}: at most {limit} flow run{'s' * (limit > 1)} at once")
+    return 0
 
 
 def _serve(config, args) -> int:

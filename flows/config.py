@@ -45,7 +45,8 @@ class PolicySettings(_Strict):
     max_batch_rows: int = Field(512, ge=1)
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
-    device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ...")
+    device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ..., or auto "
+                                           "(the GPU of whichever worker runs the step, where it has one)")
 
 
 class ValueBootstrap(_Strict):
@@ -125,6 +126,15 @@ class GenerationSettings(_Strict):
                                                       "None starts a local Ray")
 
 
+class TrainingPlacement(_Strict):
+    """Where each iteration's training runs: in the flow's process, or as a run of `deployment` (a `train`
+    deployment on the GPU work pool; it must share the work directory)."""
+
+    runner: Literal["local", "deployment"] = "local"
+    deployment: str = Field("train/treeflow", description="FLOW/DEPLOYMENT the training runs as (runner: "
+                                                          "deployment)")
+
+
 class RegistrySettings(_Strict):
     """Register every trained model in MLflow (alias `candidate`); move `champion` when the gate passes."""
 
@@ -172,6 +182,7 @@ class FlywheelConfig(_Strict):
     orm: ORMSettings = ORMSettings()
     rest_em: RestEMSettings = RestEMSettings()
     generation: GenerationSettings = GenerationSettings()
+    training: TrainingPlacement = TrainingPlacement()
     registry: RegistrySettings = RegistrySettings()
 
     @model_validator(mode="after")

@@ -20,12 +20,11 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from flows.config import FlywheelConfig, method_configs
-from flows.train import Models, fit_value, train_iteration
+from flows.train import Models, fit_value, train_iteration, train_remotely
 from search.sampling import SamplingConfig
 from storage.datasets import value_view
 from tasks import resume, tracking
-from tasks.search import search_task
-from tasks.store import ingest_task, record_run_task, summarize_task
+from tasks.store import record_run_task, summarize_task
 from tasks.train import value_metrics
 
 GENERATORS = ("mcts_alpha", "rest_em")
@@ -74,11 +73,9 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
         return str(out)
     sampling = SamplingConfig(n=config.value.rollouts, max_depth=config.search.max_depth)
-    stats = search_task(**_search_kwargs(config, run_id, policy, None), split="train", start=0,
-                        count=config.value.problems, method="self_consistency", method_config=sampling,
-                        shard=_shard(config, run_id, 0, "bootstrap", "self_consistency"), iteration=0,
-                        stage="bootstrap")
-    ingest_task(str(config.paths["store"]), [stats["shard"]])
+    kwargs = dict(**_search_kwargs(config, run_id, policy, None), split="train", method="self_consistency",
+                  method_config=sampling, iteration=0, stage="bootstrap")
+    _fan_out(config, kwargs, 0, config.value.problems, _shard(config, run_id, 0, "bootstrap", "self_consistency"))
     return fit_value(config, run_id, 0, policy, str(out))["path"]
 
 
@@ -94,11 +91,10 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
     rows = []
     for method in methods:
         verifier = orm if method == "best_of_n_orm" and orm else value
-        stats = search_task(**_search_kwargs(config, run_id, policy, verifier), split="test", start=0,
-                            count=config.task.test_size, method=method, method_config=configs[method],
-                            shard=_shard(config, run_id, iteration, f"eval-s{config.seed}", method),
-                            iteration=iteration, stage="eval", budgets=budgets)
-        ingest_task(str(config.paths["store"]), [stats["shard"]])
+        kwargs = dict(**_search_kwargs(config, run_id, policy, verifier), split="test", method=method,
+                      method_config=configs[method], iteration=iteration, stage="eval", budgets=budgets)
+        stats = _fan_out(config, kwargs, 0, config.task.test_size,
+                         _shard(config, run_id, iteration, f"eval-s{config.seed}", method))
         for budget, costs in stats["costs"].items():
             rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test", budget,
                                        costs["wall_seconds"], seed=config.seed, costs=costs))
@@ -217,8 +213,6 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Model
 def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, generator: str) -> dict:
     """This iteration's training trees, fanned out over shards and ingested: MCTS-alpha (the flywheel) or
     k samples per problem under the same token cap (ReST-EM)."""
-    from flows.generate import fan_out
-
     if generator == "mcts_alpha":
         method, method_config, budgets = "mcts_alpha", config.search, None
     else:
@@ -227,12 +221,18 @@ def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Model
         budgets = [config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget]
     kwargs = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
                   method_config=method_config, budgets=budgets, iteration=iteration, stage="search")
-    return fan_out(kwargs, start=config.value.problems + (iteration - 1) * config.task.train_per_iteration,
-                   count=config.task.train_per_iteration,
-                   shard=_shard(config, run_id, iteration, "search", generator),
-                   shard_size=config.generation.shard_size, parallelism=config.generation.parallelism,
-                   store_path=str(config.paths["store"]), runner=config.generation.runner,
-                   deployment=config.generation.deployment, ray_address=config.generation.ray_address)
+    return _fan_out(config, kwargs, config.value.problems + (iteration - 1) * config.task.train_per_iteration,
+                    config.task.train_per_iteration, _shard(config, run_id, iteration, "search", generator))
+
+
+def _fan_out(config: FlywheelConfig, kwargs: dict, start: int, count: int, shard: str) -> dict:
+    """Search problems [start, start + count) as `config.generation` says (shards, runner) and ingest them."""
+    from flows.generate import fan_out
+
+    g = config.generation
+    return fan_out(kwargs, start=start, count=count, shard=shard, shard_size=g.shard_size,
+                   parallelism=g.parallelism, store_path=str(config.paths["store"]), runner=g.runner,
+                   deployment=g.deployment, ray_address=g.ray_address)
 
 
 def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, mlflow_run: str,
@@ -240,7 +240,8 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
     """One iteration: generate on the training slice, store, SFT the policy, retrain the value (and ORM).
     `log`: log its figures and trainings to MLflow (False when a restarted run already had)."""
     stats = _generate(config, run_id, iteration, models, generator)
-    new, done = train_iteration(config, run_id, iteration, models)
+    trainer = train_iteration if config.training.runner == "local" else train_remotely
+    new, done = trainer(config, run_id, iteration, models)
     sft, fit, orm = (done[name][1] for name in ("policy", "value", "orm"))
     per_problem = stats["generated_tokens"] / config.task.train_per_iteration
     summary = {"iteration": iteration, "generated_tokens_per_problem": per_problem, "traces": sft["traces"],

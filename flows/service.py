@@ -23,6 +23,8 @@ from flows.config import FlywheelConfig
 #: prefect.yaml and in `treeflow serve` alike, so `run_deployment` finds one either way
 DEPLOYMENT = "treeflow"
 NIGHTLY = ("0 2 * * *", "Europe/Berlin")
+#: the work pools of prefect.yaml: the parent flows on CPU workers, generation and training on GPU workers
+CPU_POOL, GPU_POOL = "treeflow-cpu", "treeflow-gpu"
 
 
 class ServerError(RuntimeError):
@@ -162,3 +164,28 @@ def _describe(s) -> str:
     if getattr(s, "cron", None):
         return f"cron '{s.cron}' ({s.timezone})"
     return f"every {s.interval.total_seconds():.0f} s from {s.anchor_date.isoformat(timespec='seconds')}"
+
+
+def ensure_pools(gpus: int, parents: int = 1) -> dict[str, int]:
+    """Create (or update) prefect.yaml's work pools on the current Prefect server: the CPU pool running at
+    most `parents` flow runs at once (flywheel, ReST-EM), the GPU pool at most `gpus`: with one GPU worker
+    per GPU started with `--limit 1`, no GPU ever runs two flow runs. Returns {pool: concurrency limit}."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    limits = {CPU_POOL: parents, GPU_POOL: gpus}
+    about = {CPU_POOL: "treeflow's parent flows (flywheel, ReST-EM)",
+             GPU_POOL: "treeflow's generation and training: one worker per GPU, each with --limit 1"}
+    with get_client(sync_client=True) as client:
+        for name, limit in limits.items():
+            try:
+                client.read_work_pool(name)
+            except ObjectNotFound:
+                client.create_work_pool(WorkPoolCreate(
+                    name=name, type="process", description=about[name], concurrency_limit=limit,
+                    base_job_template=ProcessWorker.get_default_base_job_template()))
+            else:
+                client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=limit, description=about[name]))
+    return limits

@@ -1,11 +1,15 @@
 """Training one iteration from the trace store: SFT the policy on the iteration's correct traces (D+), refit
 the value model on the run's step targets so far, and the ORM when enabled. The flywheel and ReST-EM flows
-train this way; `train` is the same as its own flow, to deploy on a GPU work pool.
+train this way, in their own process (`training.runner: local`) or as a run of the `train` deployment
+(`deployment`: GPU workers sharing the work directory, where the run leaves its result as a JSON file).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 
 from prefect import flow
 
@@ -48,11 +52,42 @@ def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models:
     return trained, {"policy": (init, sft), "value": (models.value, fit), "orm": (orm_init, orm)}
 
 
+def result_file(config: FlywheelConfig, run_id: str, iteration: int) -> Path:
+    """Where a `train` run leaves what it trained, for the flow that started it."""
+    return config.paths["models"] / run_id / f"trained-it{iteration}.json"
+
+
 @flow(name="train")
 def train(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str, orm: str | None = None,
           base: str | None = None) -> dict:
     """Train iteration `iteration` of run `run_id` from its trees in the store, starting from these models
-    (`base`: the policy `sft_init: base` fine-tunes; default `policy`). Returns the new models' paths and
-    each training's figures."""
+    (`base`: the policy `sft_init: base` fine-tunes; default `policy`). Returns the new models' paths and,
+    per model, what it started from and its training's figures; also written to `result_file`."""
     trained, done = train_iteration(config, run_id, iteration, Models(base or policy, policy, value, orm))
-    return {"models": dataclasses.asdict(trained), **{name: result for name, (_, result) in done.items()}}
+    out = {"models": dataclasses.asdict(trained), "trainings": {name: list(pair) for name, pair in done.items()}}
+    path = result_file(config, run_id, iteration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(out, default=str))
+    os.replace(tmp, path)
+    return out
+
+
+def train_remotely(config: FlywheelConfig, run_id: str, iteration: int, models: Models) -> tuple[Models, dict]:
+    """`train_iteration` as a run of the `training.deployment` deployment (e.g. on the GPU work pool); waits
+    for it and reads back what it trained."""
+    from prefect.deployments import run_deployment
+
+    path = result_file(config, run_id, iteration)
+    path.unlink(missing_ok=True)
+    params = {"config": config.model_dump(mode="json"), "run_id": run_id, "iteration": iteration,
+              "policy": models.policy, "value": models.value, "orm": models.orm, "base": models.base}
+    run = run_deployment(config.training.deployment, parameters=params, timeout=None, poll_interval=2)
+    if not run.state.is_completed():
+        raise RuntimeError(f"training of {run_id} iteration {iteration}: flow run '{run.name}' of "
+                           f"{config.training.deployment} ended {run.state.type.value}: {run.state.message}")
+    if not path.is_file():
+        raise RuntimeError(f"training of {run_id} iteration {iteration}: {config.training.deployment} finished "
+                           f"but {path} is not here; the workers must share this work directory")
+    out = json.loads(path.read_text())
+    return Models(**out["models"]), {name: tuple(pair) for name, pair in out["trainings"].items()}

@@ -1,4 +1,4 @@
-"""Errors raised for unusable model inputs, and the one place model locations are resolved."""
+"""Errors raised for unusable model inputs, and the one place model locations (and devices) are resolved."""
 
 from __future__ import annotations
 
@@ -67,3 +67,12 @@ def _registered(uri: str) -> str:
     if not found:
         raise ModelDirError(f"registered model {uri} holds no Hugging Face model directory")
     return str(found[0].parent)
+
+
+def resolve_device(device: str) -> str:
+    """`auto` is the GPU where there is one, else the CPU; any other device name is taken as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

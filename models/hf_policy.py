@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.errors import resolve_model
+from models.errors import resolve_device, resolve_model
 from models.policy import Candidate
 
 
@@ -70,7 +70,7 @@ class TransformersPolicy:
 
         path = resolve_model(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(device)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(resolve_device(device))
         return cls(model=model, tokenizer=tokenizer, **kwargs)
 
     def propose_steps(self, prefixes: list[str], k: int, *, temperature: float | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.errors import resolve_model
+from models.errors import resolve_device, resolve_model
 from models.training import LOGIT_HEAD
 
 
@@ -29,7 +29,7 @@ class TransformersValue:
         path = resolve_model(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.truncation_side = "left"
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(resolve_device(device)).eval()
         self.device = self.model.device
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", max_length)

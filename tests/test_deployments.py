@@ -1,6 +1,7 @@
 """prefect.yaml, checked statically: entrypoints resolve to flows and parameters validate."""
 
 import importlib
+import zoneinfo
 from pathlib import Path
 
 import yaml
@@ -11,18 +12,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_deployment_points_at_a_flow_with_valid_parameters():
+    """Each flow deployed once under treeflow's deployment name, on a pool declared once in `definitions`:
+    the parent flows on the CPU pool on a schedule, never two at once; generation and training on the GPU
+    pool, where the flywheel's config sends them. Parameters validate against each flow's signature."""
+    from flows.service import CPU_POOL, DEPLOYMENT, GPU_POOL
+
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    entrypoints = {d["entrypoint"] for d in spec["deployments"]}
-    assert entrypoints >= {"flows/flywheel.py:flywheel", "flows/flywheel.py:rest_em"}
+    pools = {p["name"] for p in spec["definitions"]["work_pools"].values()}
+    assert pools == {CPU_POOL, GPU_POOL}
+    placed = {}
     for deployment in spec["deployments"]:
         path, _, name = deployment["entrypoint"].partition(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        flow = getattr(module, name)
-        assert flow.name in ("flywheel", "rest-em")
-        FlywheelConfig.model_validate(deployment["parameters"]["config"])
-        assert deployment["work_pool"]["name"] in {p["name"] for p in spec["definitions"]["work_pools"].values()}
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+        assert deployment["name"] == DEPLOYMENT
+        placed[flow.name] = deployment["work_pool"]["name"]
+        if "parameters" in deployment:  # generation and training get theirs from the flow that starts them
+            flow.validate_parameters(deployment["parameters"])
         for schedule in deployment.get("schedules", []):
-            assert len(schedule["cron"].split()) == 5 and schedule["timezone"]
+            assert len(schedule["cron"].split()) == 5 and zoneinfo.ZoneInfo(schedule["timezone"])
+        if flow.name in ("flywheel", "rest-em"):
+            assert deployment["schedules"] and deployment["concurrency_limit"] == {
+                "limit": 1, "collision_strategy": "CANCEL_NEW"}
+            config = FlywheelConfig.model_validate(deployment["parameters"]["config"])
+            assert (config.generation.runner, config.training.runner) == ("deployment", "deployment")
+            assert {config.generation.deployment, config.training.deployment} == {
+                f"generate/{DEPLOYMENT}", f"train/{DEPLOYMENT}"}
+    assert placed == {"flywheel": CPU_POOL, "rest-em": CPU_POOL, "generate": GPU_POOL, "train": GPU_POOL,
+                      "evaluate": GPU_POOL}
+    # the pools and the schedule are written once (YAML anchors), not repeated per deployment
+    text = (ROOT / "prefect.yaml").read_text()
+    assert text.count(f"name: {GPU_POOL}") == 1 and text.count('cron: "0 2 * * *"') == 1
 
 
 def test_docker_compose_is_local_only_and_keeps_secrets_out():

@@ -114,3 +114,16 @@ def test_greedy_first_expansion_puts_the_greedy_step_first(tiny_policy_dir):
     assert [t.text[k[0]] for t, k in zip(trees, kids, strict=True)] == greedy
     # every generated token counts: the greedy call's and the sampled call's
     assert sum(t.generated_tokens for t in trees) == policy.stats.generated_tokens - before
+
+
+def test_device_auto_is_the_gpu_where_there_is_one(tiny_policy_dir):
+    import torch
+
+    from models.errors import resolve_device
+    from models.hf_policy import TransformersPolicy
+    from models.value import TransformersValue
+
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == here and resolve_device("cuda:1") == "cuda:1"
+    assert TransformersPolicy.from_pretrained(str(tiny_policy_dir), device="auto").device.type == here
+    assert TransformersValue(str(tiny_policy_dir), device="auto").device.type == here

@@ -16,7 +16,14 @@ import mlflow
 import pytest
 import yaml
 
-from flows.config import EvaluationSettings, FlywheelConfig, GenerationSettings, TaskSettings, ValueBootstrap
+from flows.config import (
+    EvaluationSettings,
+    FlywheelConfig,
+    GenerationSettings,
+    TaskSettings,
+    TrainingPlacement,
+    ValueBootstrap,
+)
 from flows.service import free_port, prefect_server, wait_healthy
 from models.errors import resolve_model
 from models.training import SFTSettings, ValueSettings
@@ -84,19 +91,21 @@ def mlflow_server(tmp_path_factory):
 def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch, mlflow_server, tiny_recipe,
                                                           tiny_policy_dir):
     workdir = tmp_path / "work"
-    # each training shard a run of the served `generate` deployment (as on a GPU pool), two at a time
+    # every shard of problems a run of the served `generate` deployment, two at a time, and each iteration's
+    # training a run of the `train` deployment (as on a GPU work pool)
     config = _config(tmp_path / "config.yaml", workdir, tiny_recipe, tiny_policy_dir,
-                     generation=GenerationSettings(shard_size=2, parallelism=2, runner="deployment"))
+                     generation=GenerationSettings(shard_size=4, parallelism=2, runner="deployment"),
+                     training=TrainingPlacement(runner="deployment"))
     port = free_port()
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)  # once the server is up and the deployments are in
     log = tmp_path / "serve.log"
     serve = _start([TREEFLOW, "serve", "--config", str(config), "--port", str(port), "--interval", "86400",
                     "--anchor", due.isoformat()], log, MLFLOW_TRACKING_URI=mlflow_server,
-                   PREFECT_HOME=str(tmp_path / "prefect"))
+                   PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_RUNNER_POLL_FREQUENCY="1")
     api = f"http://127.0.0.1:{port}/api"
     try:
         run = _wait_for_a_finished_run(api, serve, log, timeout=300)
-        shards = _flow_runs(api, "generate")
+        shards, trainings = _flow_runs(api, "generate"), _flow_runs(api, "train")
     finally:
         _stop(serve)
     assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{_tail(log)}"
@@ -104,8 +113,15 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     expected = dt.datetime.fromisoformat(run["expected_start_time"])
     assert abs((expected - due).total_seconds()) < 1
     assert dt.datetime.fromisoformat(run["start_time"]) >= expected - dt.timedelta(seconds=1)
-    assert len(shards) == 4 and {r["state"]["type"] for r in shards} == {"COMPLETED"}
-    assert {r["parameters"]["start"] for r in shards} == {4, 6, 8, 10}  # after the 4 bootstrap problems
+    assert {r["state"]["type"] for r in shards + trainings} == {"COMPLETED"}
+    starts = {}
+    for r in shards:
+        key = (r["parameters"]["search_kwargs"]["stage"], r["parameters"]["search_kwargs"]["iteration"])
+        starts.setdefault(key, []).append(r["parameters"]["start"])
+    # 4 bootstrap problems, 4 test problems per method and iteration, 8 training problems: 4 to a shard
+    assert {k: sorted(v) for k, v in starts.items()} == {
+        ("bootstrap", 0): [0], ("eval", 0): [0, 0], ("eval", 1): [0, 0], ("search", 1): [4, 8]}
+    assert [r["parameters"]["iteration"] for r in trainings] == [1]
     # its runs are in the MLflow server, its models in the server's registry, its trees in the store
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("treeflow").experiment_id
@@ -219,3 +235,21 @@ def _wait_for_a_shard(workdir: Path, process: subprocess.Popen, log: Path, timeo
             return found[0]
         time.sleep(0.05)
     raise AssertionError(f"no search shard was written within {timeout} s")
+
+
+def test_pools_are_made_with_one_flow_run_per_gpu(prefect_api, tmp_path):
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    pools = {p["name"] for p in spec["definitions"]["work_pools"].values()}
+    for gpus in (2, 3):  # made, then updated
+        done = subprocess.run([TREEFLOW, "pools", "--gpus", str(gpus)], env=_env(PREFECT_API_URL=prefect_api),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        found = {}
+        for name in pools:
+            with urllib.request.urlopen(f"{prefect_api}/work_pools/{name}", timeout=10) as response:
+                found[name] = json.loads(response.read())
+        assert {n: (p["type"], p["concurrency_limit"]) for n, p in found.items()} == {
+            "treeflow-cpu": ("process", 1), "treeflow-gpu": ("process", gpus)}
+        assert found["treeflow-gpu"]["base_job_template"]["job_configuration"]  # workers can run from it
+    missing = subprocess.run([TREEFLOW, "pools", "--gpus", "1"], env=_env(), capture_output=True, text=True)
+    assert missing.returncode == 2 and "set PREFECT_API_URL" in missing.stderr
