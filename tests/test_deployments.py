@@ -1,6 +1,7 @@
 """prefect.yaml, checked statically: entrypoints resolve to flows and parameters validate."""
 
 import importlib
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -61,3 +62,62 @@ def test_docker_compose_is_local_only_and_keeps_secrets_out():
     assert "POSTGRES_PASSWORD=" not in text.replace("${POSTGRES_PASSWORD", "")
     assert not (ROOT / ".env").exists() and (ROOT / ".env.example").is_file()
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+#: the compose specification's service keys used here and their neighbours (a typo in a key fails the test)
+SERVICE_KEYS = {"image", "build", "command", "entrypoint", "environment", "env_file", "volumes", "ports",
+                "depends_on", "healthcheck", "restart", "profiles", "deploy", "networks", "secrets", "user",
+                "working_dir", "labels", "shm_size", "ipc"}
+HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "disable"}
+DEVICE_KEYS = {"driver", "count", "device_ids", "capabilities", "options"}
+
+
+def test_docker_compose_follows_the_compose_spec_and_runs_treeflow_on_gpu_workers():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert set(compose) - {"name", "services", "volumes", "networks", "secrets"} == {
+        k for k in compose if k.startswith("x-")}
+    services, volumes = compose["services"], compose["volumes"]
+    for name, service in services.items():
+        assert set(service) <= SERVICE_KEYS, f"{name}: unknown keys {set(service) - SERVICE_KEYS}"
+        assert ("image" in service) != ("build" in service), name
+        assert set(service.get("healthcheck", {})) <= HEALTHCHECK_KEYS, name
+        for other, condition in service.get("depends_on", {}).items():
+            assert other in services and condition["condition"] in ("service_healthy", "service_started",
+                                                                      "service_completed_successfully")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source.startswith("./") or source in volumes, f"{name}: undeclared volume {source}"
+    # every treeflow container shares the work directory prefect.yaml's deployments use
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    workdir = spec["definitions"]["config"]["workdir"]
+    workers = {n: s for n, s in services.items() if "build" in s}
+    assert {"setup", "prefect-worker", "prefect-worker-gpu0"} <= workers.keys()
+    for name, service in workers.items():
+        assert f"treeflow-data:{workdir}" in service["volumes"], name
+        assert service["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+        assert service["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "--pool treeflow-cpu" in workers["prefect-worker"]["command"]
+    # the GPU variant: a CUDA build, one NVIDIA device reserved, one flow run at a time, only with --profile gpu
+    gpu = workers["prefect-worker-gpu0"]
+    assert "--pool treeflow-gpu" in gpu["command"] and "--limit 1" in gpu["command"]
+    assert gpu["profiles"] == ["gpu"] and "cu" in gpu["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert set(device) <= DEVICE_KEYS and device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert device["device_ids"] == ["0"]
+    # setup makes the pools and registers the deployments; every variable compose reads is in .env.example
+    assert "treeflow pools" in workers["setup"]["command"] and "deploy --all" in workers["setup"]["command"]
+
+
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)", (ROOT / "docker-compose.yml").read_text()))
+    example = {line.split("=")[0] for line in (ROOT / ".env.example").read_text().splitlines()
+               if "=" in line and not line.startswith("#")}
+    assert used <= example, used - example
+
+
+def test_the_worker_image_holds_every_package_and_the_deployments():
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    copied = {word for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")
+              for word in line.split()[1:-1]}
+    assert set(packages) | {"prefect.yaml", "pyproject.toml", "constraints.txt"} <= copied
