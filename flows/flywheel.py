@@ -76,6 +76,9 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     kwargs = dict(**_search_kwargs(config, run_id, policy, None), split="train", method="self_consistency",
                   method_config=sampling, iteration=0, stage="bootstrap")
     _fan_out(config, kwargs, 0, config.value.problems, _shard(config, run_id, 0, "bootstrap", "self_consistency"))
+    if config.training.runner == "deployment":  # on the training workers, as every other training
+        _, done = train_remotely(config, run_id, 0, Models(policy, policy, policy), value_out=str(out))
+        return done["value"][1]["path"]
     return fit_value(config, run_id, 0, policy, str(out))["path"]
 
 

@@ -59,11 +59,16 @@ def result_file(config: FlywheelConfig, run_id: str, iteration: int) -> Path:
 
 @flow(name="train")
 def train(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str, orm: str | None = None,
-          base: str | None = None) -> dict:
+          base: str | None = None, value_out: str | None = None) -> dict:
     """Train iteration `iteration` of run `run_id` from its trees in the store, starting from these models
-    (`base`: the policy `sft_init: base` fine-tunes; default `policy`). Returns the new models' paths and,
-    per model, what it started from and its training's figures; also written to `result_file`."""
-    trained, done = train_iteration(config, run_id, iteration, Models(base or policy, policy, value, orm))
+    (`base`: the policy `sft_init: base` fine-tunes; default `policy`); with `value_out`, only the value
+    model, from `value`, into `value_out` (the flywheel's first value model). Returns the new models' paths
+    and, per model, what it started from and its training's figures; also written to `result_file`."""
+    if value_out is not None:
+        fit = fit_value(config, run_id, iteration, value, value_out)
+        trained, done = Models(base or policy, policy, fit["path"], orm), {"value": (value, fit)}
+    else:
+        trained, done = train_iteration(config, run_id, iteration, Models(base or policy, policy, value, orm))
     out = {"models": dataclasses.asdict(trained), "trainings": {name: list(pair) for name, pair in done.items()}}
     path = result_file(config, run_id, iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,15 +78,17 @@ def train(config: FlywheelConfig, run_id: str, iteration: int, policy: str, valu
     return out
 
 
-def train_remotely(config: FlywheelConfig, run_id: str, iteration: int, models: Models) -> tuple[Models, dict]:
-    """`train_iteration` as a run of the `training.deployment` deployment (e.g. on the GPU work pool); waits
-    for it and reads back what it trained."""
+def train_remotely(config: FlywheelConfig, run_id: str, iteration: int, models: Models,
+                   value_out: str | None = None) -> tuple[Models, dict]:
+    """`train_iteration` (with `value_out`: the value model alone) as a run of the `training.deployment`
+    deployment (e.g. on the GPU work pool); waits for it and reads back what it trained."""
     from prefect.deployments import run_deployment
 
     path = result_file(config, run_id, iteration)
     path.unlink(missing_ok=True)
     params = {"config": config.model_dump(mode="json"), "run_id": run_id, "iteration": iteration,
-              "policy": models.policy, "value": models.value, "orm": models.orm, "base": models.base}
+              "policy": models.policy, "value": models.value, "orm": models.orm, "base": models.base,
+              "value_out": value_out}
     run = run_deployment(config.training.deployment, parameters=params, timeout=None, poll_interval=2)
     if not run.state.is_completed():
         raise RuntimeError(f"training of {run_id} iteration {iteration}: flow run '{run.name}' of "

@@ -54,9 +54,10 @@ def _env(**extra) -> dict:
 
 
 def _start(argv: list[str], log: Path, **env) -> subprocess.Popen:
+    """Start `argv` in its log's directory (so nothing it writes by default lands in the repository)."""
     with open(log, "wb") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=_env(**env))
+                                env=_env(**env), cwd=log.parent)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -121,7 +122,9 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     # 4 bootstrap problems, 4 test problems per method and iteration, 8 training problems: 4 to a shard
     assert {k: sorted(v) for k, v in starts.items()} == {
         ("bootstrap", 0): [0], ("eval", 0): [0, 0], ("eval", 1): [0, 0], ("search", 1): [4, 8]}
-    assert [r["parameters"]["iteration"] for r in trainings] == [1]
+    # the first value model and iteration 1's models, each trained by a run of the `train` deployment
+    assert sorted((r["parameters"]["iteration"], r["parameters"]["value_out"] is None) for r in trainings) == [
+        (0, False), (1, True)]
     # its runs are in the MLflow server, its models in the server's registry, its trees in the store
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("treeflow").experiment_id
