@@ -1,4 +1,5 @@
-"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, serve, evaluate, plot, export, sql."""
+"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, serve, pools, evaluate, plot, view,
+export, sql."""
 
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--store", default="work/traces.duckdb")
     plot.add_argument("--out", required=True, help="PNG path")
     plot.add_argument("--title", default=None)
+    view = sub.add_parser("view", help="write one search tree as a self-contained HTML page (steps, values, "
+                                       "visits, targets, correct leaves, the chosen path)")
+    view.add_argument("run", help="the run id")
+    view.add_argument("problem", help="the problem id (e.g. arithmetic-test-17)")
+    view.add_argument("--store", default="work/traces.duckdb")
+    view.add_argument("--out", default=None, help="HTML path (default: <tree id>.html here)")
+    view.add_argument("--stage", default=None, help="eval, search or bootstrap (default: eval first)")
+    view.add_argument("--iteration", type=int, default=None, help="(default: the last)")
+    view.add_argument("--method", default=None, help="(default: mcts_alpha first)")
+    view.add_argument("--budget", type=int, default=None, help="(default: the largest)")
+    view.add_argument("--seed", type=int, default=None, help="(default: the lowest)")
     export = sub.add_parser("export", help="write a view or table of the trace store as Parquet or JSON Lines")
     export.add_argument("view", help="e.g. sft_traces, prm_targets, orm_rows, preference_pairs, nodes")
     export.add_argument("--format", choices=["parquet", "jsonl"], default="parquet")
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "plot":
             return _plot(args.store, args.run, args.out, args.title)
+        if args.command == "view":
+            return _view(args)
         if args.command == "pools":
             return _pools(args.gpus, args.parents)
         config = _config(args)
@@ -106,14 +120,15 @@ def _is_bad_input(e: Exception) -> bool:
     from flows.config import ConfigError
     from flows.figures import MissingRun
     from flows.generate import RunnerUnavailable
+    from flows.viewer import NoSuchTree
     from models.errors import ModelDirError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.datasets import UnknownRelation
     from storage.store import RunConflict, ShardError
 
-    bad = (BackendUnavailable, RunnerUnavailable, MissingRun, UnknownRelation, ConfigError, DatasetError,
-           ModelDirError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
+    bad = (BackendUnavailable, RunnerUnavailable, NoSuchTree, MissingRun, UnknownRelation, ConfigError,
+           DatasetError, ModelDirError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 
@@ -309,6 +324,20 @@ def _evaluate(config, seeds: list[int], plot: str | None) -> int:
     console.print(out)
     console.print(f"wall time {wall / 60:.1f} min; store {config.paths['store']}; figure "
                   f"{plot or config.paths['root']}")
+    return 0
+
+
+def _view(args) -> int:
+    from flows.viewer import write_page
+
+    if not Path(args.store).is_file():
+        raise FileNotFoundError(f"{args.store}: trace store not found")
+    filters = {k: getattr(args, k) for k in ("stage", "iteration", "method", "budget", "seed")}
+    path, tree_id, others = write_page(args.store, args.run, args.problem, args.out, **filters)
+    print(f"{tree_id} -> {path}")
+    if others:
+        print(f"{len(others)} other tree{'s' * (len(others) > 1)} of this run and problem (pick with --stage, "
+              f"--iteration, --method, --budget, --seed): {', '.join(others[:8])}{' ...' * (len(others) > 8)}")
     return 0
 
 

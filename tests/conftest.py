@@ -51,3 +51,22 @@ def tiny_policy_dir(tmp_path_factory, tiny_recipe) -> Path:
     from models.tiny import bootstrap
 
     return bootstrap(tiny_recipe, tmp_path_factory.mktemp("tiny-cache"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium: the one on PATH, else installed from Debian's packages here (needs root)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.geteuid() != 0:
+            pytest.fail("the viewer test needs Chromium: apt-get install chromium (as root)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                                                     "chromium"]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}"
+        found = shutil.which("chromium")
+    return found

@@ -1,10 +1,13 @@
 """The flywheel flow end to end on a very small configuration: Prefect, DuckDB, MLflow, TRL for real."""
 
 import json
+import subprocess
+from html.parser import HTMLParser
 
 import mlflow
 import pytest
 
+from flows.cli import main
 from flows.config import EvaluationSettings, FlywheelConfig, ORMSettings, TaskSettings, ValueBootstrap
 from models.training import RewardSettings, SFTSettings, ValueSettings
 from search import MCTSAlphaConfig, SamplingConfig
@@ -125,7 +128,6 @@ def test_export_and_datasets_give_the_same_rows(flywheel_run, tmp_path, capsys):
 
     import pyarrow.parquet as pq
 
-    from flows.cli import main
     from storage.datasets import load
 
     config, _, _ = flywheel_run
@@ -206,7 +208,6 @@ def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_r
     per-iteration table is printed."""
     import yaml
 
-    from flows.cli import main
 
     config, _, _ = flywheel_run
     data = config.model_dump(mode="json") | {"workdir": str(tmp_path), "run_id": None}
@@ -305,3 +306,55 @@ def test_generation_on_ray_gives_the_same_trees(prefect_harness, tmp_path, tiny_
         _, trees[runner] = store.query(path, "SELECT tree_id, node_id, parent_id, step_text FROM nodes "
                                              "ORDER BY ALL")
     assert trees["ray"] == trees["local"] and len({t for t, *_ in trees["ray"]}) == 6
+
+
+class _Rendered(HTMLParser):
+    """The tree nodes (SVG groups) and chosen-path items of a page as Chromium left its DOM."""
+
+    def __init__(self):
+        super().__init__()
+        self.nodes, self.path_items = {}, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "g" and "node" in attrs.get("class", "").split():
+            self.nodes[int(attrs["data-node-id"])] = attrs
+        if tag == "li" and "data-node-id" in attrs:
+            self.path_items.append(int(attrs["data-node-id"]))
+
+
+def test_the_tree_viewer_renders_what_the_store_holds(flywheel_run, tmp_path, capsys, chromium):
+    """`treeflow view` writes a page; headless Chromium runs its script; the drawn tree has the store's nodes,
+    values, visits, Monte Carlo targets, leaves and chosen path."""
+    config, _, _ = flywheel_run
+    path = config.paths["store"]
+    _, [(problem,)] = store.query(path, "SELECT min(problem_id) FROM trees WHERE run_id = 't1' AND stage = 'eval'")
+    out = tmp_path / "page" / "tree.html"
+    assert main(["view", "t1", problem, "--store", str(path), "--out", str(out)]) == 0
+    tree_id = capsys.readouterr().out.split(" -> ")[0]
+    assert tree_id == f"t1/1/eval/mcts_alpha/b60/s0/{problem}"  # the last iteration's MCTS-alpha tree
+    page = out.read_text()
+    assert "<script src" not in page and "<link" not in page and "url(" not in page  # self-contained
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"--user-data-dir={tmp_path / 'profile'}", out.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    rendered = _Rendered()
+    rendered.feed(dom)
+    _, rows = store.query(path, "SELECT n.node_id, n.value, n.visits, n.terminal, n.correct, m.soft_label "
+                                "FROM nodes n LEFT JOIN math_shepherd m USING (tree_id, node_id) "
+                                "WHERE n.tree_id = ? ORDER BY 1", [tree_id])
+    _, [(chosen,)] = store.query(path, "SELECT chosen_path FROM trees WHERE tree_id = ?", [tree_id])
+    assert len(rows) > 1 and sorted(rendered.nodes) == [r[0] for r in rows]
+    for node_id, value, visits, terminal, correct, soft in rows:
+        drawn = rendered.nodes[node_id]
+        assert (drawn["data-value"] == "") == (value is None)
+        assert value is None or float(drawn["data-value"]) == pytest.approx(value)
+        assert int(drawn["data-visits"]) == visits
+        assert soft is None or float(drawn["data-mc-target"]) == pytest.approx(2 * soft - 1)
+        classes = drawn["class"].split()
+        assert ("leaf-correct" in classes) == bool(terminal and correct)
+        assert ("leaf-wrong" in classes) == bool(terminal and not correct)
+        assert ("chosen" in classes) == (node_id in chosen)
+    assert rendered.path_items == [n for n in chosen if n != 0]
+    assert main(["view", "t1", "no-such-problem", "--store", str(path)]) == 2
+    assert "run 't1' has no tree for problem 'no-such-problem'" in capsys.readouterr().err
