@@ -63,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--store", default="work/traces.duckdb")
     plot.add_argument("--out", required=True, help="PNG path")
     plot.add_argument("--title", default=None)
+    rep = sub.add_parser("report", help="the headline comparison on the testbed (every method at equal "
+                                        "budgets, flywheel vs ReST-EM, calibration) as PNGs and markdown; prints "
+                                        "its wall time")
+    rep.add_argument("--quick", action="store_true", help="a smaller testbed (fewer problems, one iteration)")
+    rep.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
+    rep.add_argument("--workdir", default=None, help="overrides the config's workdir (default: work/report)")
+    rep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    rep.add_argument("--budgets", default=None, help="comma-separated tokens per problem (default: 200,400,800,"
+                                                     "1600; --quick 200,800)")
+    rep.add_argument("--prefix", default=None, help="run ids' prefix; the same prefix resumes (default: report)")
+    rep.add_argument("--out", default=None, help="folder for the PNGs, pages and report.md (default: "
+                                                 "<workdir>/report)")
     view = sub.add_parser("view", help="write one search tree as a self-contained HTML page (steps, values, "
                                        "visits, targets, correct leaves, the chosen path)")
     view.add_argument("run", help="the run id")
@@ -106,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(config, _ints(args.seeds, "--seeds"), args.plot)
         if args.command == "serve":
             return _serve(config, args)
+        if args.command == "report":
+            return _report(config, args)
         return _run(config, "rest_em" if args.command == "rest-em" else "mcts_alpha")
     except Exception as e:  # every expected bad input becomes one line and exit 2
         if not _is_bad_input(e):
@@ -145,6 +159,10 @@ def _config(args):
     overrides = {"workdir": args.workdir} if args.workdir else {}
     if args.command == "serve" and args.config is None:
         return FlywheelConfig(**overrides)
+    if args.command == "report":
+        from flows.report import report_config
+
+        return report_config(args.config, args.workdir, args.quick)
     if args.command in ("flywheel", "rest-em"):
         overrides.update({k: v for k, v in (("iterations", args.iterations), ("run_id", args.run_id))
                           if v is not None})
@@ -259,6 +277,20 @@ def _iteration_table(result: dict, title: str, budget: int):
                       num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_mse"], ".3f"),
                       num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
     return table
+
+
+def _report(config, args) -> int:
+    from flows.report import FULL_BUDGETS, QUICK_BUDGETS, report
+
+    seeds = _ints(args.seeds, "--seeds")
+    budgets = _ints(args.budgets, "--budgets") if args.budgets else (QUICK_BUDGETS if args.quick else FULL_BUDGETS)
+    prefix = args.prefix or ("report-quick" if args.quick else "report")
+    out = args.out or str(Path(config.workdir) / prefix)
+    t0 = time.perf_counter()
+    result = report(config, seeds, budgets, out, prefix)
+    print(f"report: {Path(result['out']) / 'report.md'} (and its PNGs, tree pages); MLflow run "
+          f"{result['mlflow_run']}; wall time {(time.perf_counter() - t0) / 60:.1f} min")
+    return 0
 
 
 def _pools(gpus: int, parents: int) -> int:

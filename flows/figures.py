@@ -1,4 +1,5 @@
-"""Figures a person would rather look at than read: accuracy against generated tokens per problem."""
+"""Figures a person would rather look at than read: accuracy against generated tokens per problem, accuracy
+over flywheel iterations, the value model's calibration."""
 
 from __future__ import annotations
 
@@ -125,4 +126,47 @@ def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, 
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend()
     fig.suptitle(title)
+    return save(fig, path)
+
+
+def calibration(store_path: str | Path, run_ids: list[str], bins: int = 10) -> dict[int, dict]:
+    """How well the value model's estimates match outcomes, per iteration of `run_ids` (pooled): every
+    evaluation-tree node the value model scored, its estimate read as a probability p = (v + 1) / 2 against
+    the fraction of finished paths below it that are correct (the Monte Carlo target). Per iteration: the
+    bins' (mean p, observed fraction, nodes) and the expected calibration error (node-weighted mean gap)."""
+    from storage.store import query
+
+    marks = ", ".join("?" * len(run_ids))
+    _, rows = query(store_path, f"""
+        SELECT t.iteration, least(greatest((n.value + 1) / 2, 0), 1) AS p, m.soft_label
+        FROM nodes n JOIN trees t USING (tree_id) JOIN math_shepherd m USING (tree_id, node_id)
+        WHERE t.run_id IN ({marks}) AND t.stage = 'eval' AND n.node_id <> 0 AND n.value IS NOT NULL""", run_ids)
+    out: dict[int, dict] = {}
+    for iteration in sorted({r[0] for r in rows}):
+        points = [(p, y) for i, p, y in rows if i == iteration]
+        binned: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for p, y in points:
+            binned[min(int(p * bins), bins - 1)].append((p, y))
+        table = [(statistics.fmean(p for p, _ in b), statistics.fmean(y for _, y in b), len(b))
+                 for _, b in sorted(binned.items())]
+        ece = sum(n * abs(p - y) for p, y, n in table) / len(points)
+        out[iteration] = {"bins": table, "ece": ece, "nodes": len(points)}
+    return out
+
+
+def plot_calibration(curves: dict[int, dict], path: str | Path, title: str) -> Path:
+    """Reliability diagram: observed fraction correct against the value model's estimate, per iteration."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for iteration, c in curves.items():
+        ps, ys, ns = zip(*c["bins"], strict=True)
+        ax.plot(ps, ys, marker="o", label=f"iteration {iteration} (ECE {c['ece']:.3f}, {c['nodes']} nodes)")
+    ax.set_xlabel("value model estimate, as P(correct) = (v + 1) / 2")
+    ax.set_ylabel("observed: fraction of finished paths below that are correct")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return save(fig, path)

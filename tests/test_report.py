@@ -1,0 +1,80 @@
+"""`treeflow report` end to end on a tiny configuration: every method at two budgets over two seeds, the
+flywheel against ReST-EM, calibration, tree pages, the markdown, MLflow and the Prefect artifact."""
+
+import pytest
+
+from flows.config import EvaluationSettings, FlywheelConfig, RegistrySettings, TaskSettings, ValueBootstrap
+from flows.report import METHODS, reading
+from models.training import SFTSettings, ValueSettings
+from search import MCTSAlphaConfig
+from storage import store
+
+
+def test_the_reading_calls_a_win_only_beyond_the_spread():
+    curves = {"mcts_alpha": [(200, 150, 30.0, 2.0, 3), (800, 600, 40.0, 1.0, 3)],
+              "self_consistency": [(200, 200, 27.0, 1.0, 3), (800, 800, 45.0, 2.0, 3)],
+              "greedy": [(None, 50, 20.0, 0.0, 3)]}
+    assert reading(curves, [200, 800]) == [
+        "- 200 tokens: mcts_alpha 30.0 ± 2.0 % against self_consistency 27.0 ± 1.0 %: search wins",
+        "- 800 tokens: mcts_alpha 40.0 ± 1.0 % against self_consistency 45.0 ± 2.0 %: sampling wins"]
+    curves["mcts_alpha"][0] = (200, 150, 28.0, 2.0, 3)
+    assert reading(curves, [200])[0].endswith("level (within the spread over seeds)")
+
+
+@pytest.fixture(scope="module")
+def tiny_report(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir):
+    from flows.report import report
+
+    workdir = tmp_path_factory.mktemp("report")
+    config = FlywheelConfig(
+        workdir=str(workdir), cache_dir=str(tiny_policy_dir.parent.parent), iterations=1, batch_size=4,
+        tiny=tiny_recipe, task=TaskSettings(train_per_iteration=4, test_size=4),
+        value=ValueBootstrap(problems=4, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
+        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
+        sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
+        value_training=ValueSettings(max_steps=2, batch_size=8), registry=RegistrySettings(enabled=False))
+    result = report(config, [0, 1], [30, 60], str(workdir / "out"), "rep", trees=2)
+    return config, result
+
+
+def test_the_report_writes_every_figure_and_the_tables_behind_them(tiny_report):
+    config, result = tiny_report
+    out = config.paths["root"] / "out"
+    for name in ("accuracy-vs-tokens.png", "flywheel-vs-rest-em.png", "calibration.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (out / "trees").glob("*.html")) == sorted(
+        f"{p}.html" for p in ("arith-test-0-0", "arith-test-0-1"))
+    text = (out / "report.md").read_text()
+    for method in METHODS:
+        assert f"| {method} |" in text
+    # the table's cell for one method and budget is the mean over the seeds' evaluation rows in the store
+    _, [(acc,)] = store.query(config.paths["store"], "SELECT 100 * avg(accuracy) FROM evaluations WHERE run_id "
+                                                     "= 'rep-methods' AND method = 'mcts_alpha' AND budget = 60")
+    assert text.split("| mcts_alpha |")[1].splitlines()[0].split("|")[1].strip().startswith(f"{acc:.1f} ± ")
+    assert "At iteration 1 the flywheel's greedy accuracy ends" in text
+    _, [(nodes,)] = store.query(config.paths["store"], """
+        SELECT count(*) FROM nodes n JOIN trees t USING (tree_id) JOIN math_shepherd m USING (tree_id, node_id)
+        WHERE t.run_id IN ('rep-flywheel-s0', 'rep-flywheel-s1') AND t.stage = 'eval' AND n.node_id <> 0
+          AND n.value IS NOT NULL""")
+    # the calibration table covers every node of the flywheel's evaluation trees the value model scored
+    table = text.split("## Value model calibration")[1].split("## Trees")[0]
+    rows = [line.split("|")[1:4] for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [int(i) for i, _, _ in rows[1:]] == [0, 1] and sum(int(n) for *_, n in rows[1:]) == nodes
+    assert {int(i): float(e) for i, e, _ in rows[1:]} == pytest.approx(result["ece"], abs=1e-3)
+    assert result["wall_seconds"] > 0
+
+
+def test_the_report_is_in_mlflow_and_a_prefect_artifact(tiny_report):
+    import mlflow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    config, result = tiny_report
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{config.paths['mlflow'].resolve()}")
+    names = {f.path for f in client.list_artifacts(result["mlflow_run"], "report")}
+    assert {"report/report.md", "report/accuracy-vs-tokens.png", "report/calibration.png", "report/trees"} <= names
+    with get_client(sync_client=True) as prefect:
+        by_key = ArtifactFilter(key=ArtifactFilterKey(any_=["treeflow-report"]))
+        [artifact] = prefect.read_artifacts(artifact_filter=by_key, limit=1)
+    assert artifact.type == "markdown"
+    assert artifact.data == (config.paths["root"] / "out" / "report.md").read_text()
