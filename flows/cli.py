@@ -160,7 +160,7 @@ def _config(args):
     if args.command == "serve" and args.config is None:
         return FlywheelConfig(**overrides)
     if args.command == "report":
-        from flows.report import report_config
+        from flows.config import report_config
 
         return report_config(args.config, args.workdir, args.quick)
     if args.command in ("flywheel", "rest-em"):

@@ -242,3 +242,22 @@ def method_configs(config: FlywheelConfig) -> dict:
         out[name] = dataclasses.replace(start, **config.evaluation.settings.get(name, {}))
     out["greedy"] = dataclasses.replace(out["greedy"], n=1, temperature=0.0, max_depth=config.search.max_depth)
     return out
+
+
+#: `treeflow report`: the budgets compared, and what --quick changes in the testbed configuration
+FULL_BUDGETS, QUICK_BUDGETS = [200, 400, 800, 1600], [200, 800]
+QUICK = {"iterations": 1, "task": {"train_per_iteration": 64, "test_size": 50}, "value": {"problems": 256}}
+
+
+def report_config(path: str | None, workdir: str | None, quick: bool) -> FlywheelConfig:
+    """The report's configuration: `path` (default: the testbed's), smaller with `quick`."""
+    path = Path(path) if path else Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    config = load_config(path, {"workdir": workdir or "work/report"})
+    if not quick:
+        return config
+    data = config.model_dump()
+    for key, value in QUICK.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return FlywheelConfig.model_validate(data)

@@ -35,27 +35,8 @@ from flows.viewer import write_page
 #: DFS-V, MCTS-alpha, MCTS-Rollout, MCTS*
 METHODS = ["greedy", "self_consistency", "best_of_n_orm", "best_of_n_prm", "beam_prm", "bfs_v", "dfs_v",
            "mcts_alpha", "mcts_rollout", "mcts_star"]
-FULL_BUDGETS, QUICK_BUDGETS = [200, 400, 800, 1600], [200, 800]
-#: --quick: the testbed with fewer problems and one iteration
-QUICK = {"iterations": 1, "task": {"train_per_iteration": 64, "test_size": 50}, "value": {"problems": 256}}
 VALUE_GUIDED = ("bfs_v", "dfs_v", "mcts_alpha", "mcts_rollout", "mcts_star", "beam_prm")
 SAMPLING = ("self_consistency", "best_of_n_orm", "best_of_n_prm")
-
-
-def report_config(path: str | None, workdir: str | None, quick: bool) -> FlywheelConfig:
-    """The report's configuration: `path` (default: the testbed's), smaller with `quick`."""
-    from flows.config import ConfigError, load_config
-
-    path = Path(path) if path else Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    config = load_config(path, {"workdir": workdir or "work/report"})
-    if not quick:
-        return config
-    data = config.model_dump()
-    for key, value in QUICK.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
-    return FlywheelConfig.model_validate(data)
 
 
 @flow(name="report")

@@ -1,6 +1,8 @@
 """`treeflow report` end to end on a tiny configuration: every method at two budgets over two seeds, the
 flywheel against ReST-EM, calibration, tree pages, the markdown, MLflow and the Prefect artifact."""
 
+from pathlib import Path
+
 import pytest
 
 from flows.config import EvaluationSettings, FlywheelConfig, RegistrySettings, TaskSettings, ValueBootstrap
@@ -8,6 +10,8 @@ from flows.report import METHODS, reading
 from models.training import SFTSettings, ValueSettings
 from search import MCTSAlphaConfig
 from storage import store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_reading_calls_a_win_only_beyond_the_spread():
@@ -78,3 +82,17 @@ def test_the_report_is_in_mlflow_and_a_prefect_artifact(tiny_report):
         [artifact] = prefect.read_artifacts(artifact_filter=by_key, limit=1)
     assert artifact.type == "markdown"
     assert artifact.data == (config.paths["root"] / "out" / "report.md").read_text()
+
+
+def test_quick_is_the_testbed_made_smaller_and_a_missing_config_is_one_error(tmp_path, capsys):
+    from flows.cli import main
+    from flows.config import load_config, report_config
+
+    testbed = load_config(ROOT / "configs" / "testbed.yaml")
+    quick = report_config(None, str(tmp_path), quick=True)
+    assert (quick.iterations, quick.task.test_size, quick.task.train_per_iteration, quick.value.problems) == (
+        1, 50, 64, 256)
+    assert quick.tiny == testbed.tiny and quick.search == testbed.search and quick.workdir == str(tmp_path)
+    assert report_config(None, str(tmp_path), quick=False).task == testbed.task
+    assert main(["report", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: config file not found" in capsys.readouterr().err
