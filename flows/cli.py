@@ -280,7 +280,8 @@ def _iteration_table(result: dict, title: str, budget: int):
 
 
 def _report(config, args) -> int:
-    from flows.report import FULL_BUDGETS, QUICK_BUDGETS, report
+    from flows.config import FULL_BUDGETS, QUICK_BUDGETS
+    from flows.report import report
 
     seeds = _ints(args.seeds, "--seeds")
     budgets = _ints(args.budgets, "--budgets") if args.budgets else (QUICK_BUDGETS if args.quick else FULL_BUDGETS)

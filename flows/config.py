@@ -246,15 +246,19 @@ def method_configs(config: FlywheelConfig) -> dict:
 
 #: `treeflow report`: the budgets compared, and what --quick changes in the testbed configuration
 FULL_BUDGETS, QUICK_BUDGETS = [200, 400, 800, 1600], [200, 800]
-QUICK = {"iterations": 1, "task": {"train_per_iteration": 64, "test_size": 50}, "value": {"problems": 256}}
+QUICK = {"iterations": 1, "task": {"train_per_iteration": 64, "test_size": 40}, "value": {"problems": 128},
+         "value_training": {"max_steps": 50}, "mix_demos": 1000, "registry": {"enabled": False}}
 
 
 def report_config(path: str | None, workdir: str | None, quick: bool) -> FlywheelConfig:
-    """The report's configuration: `path` (default: the testbed's), smaller with `quick`."""
-    path = Path(path) if path else Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
+    """The report's configuration: `path` (default: the testbed's, in work/report), smaller with `quick`;
+    `workdir` overrides the file's."""
+    if path is None:
+        path, workdir = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml", workdir or "work/report"
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    config = load_config(path, {"workdir": workdir or "work/report"})
+    config = load_config(path, {"workdir": workdir} if workdir else {})
     if not quick:
         return config
     data = config.model_dump()
