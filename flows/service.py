@@ -77,14 +77,16 @@ def prefect_server(home: Path, port: int | None = None, timeout: float = 120,
         wait_healthy(f"http://127.0.0.1:{port}/api/health", timeout, process, log)
         yield f"http://127.0.0.1:{port}/api"
     finally:
-        _stop(process)
+        stop_group(process)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen, grace: float = 20) -> None:
+    """Stop a process started with `start_new_session=True` and its children: SIGTERM, then SIGKILL after
+    `grace` seconds."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(20)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from prefect import flow
 
 from flows.config import FlywheelConfig
+from tasks import resume
 from tasks.train import fit_orm_task, fit_value_task, sft_policy_task
 
 
@@ -72,9 +72,7 @@ def train(config: FlywheelConfig, run_id: str, iteration: int, policy: str, valu
     out = {"models": dataclasses.asdict(trained), "trainings": {name: list(pair) for name, pair in done.items()}}
     path = result_file(config, run_id, iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(out, default=str))
-    os.replace(tmp, path)
+    resume.write_json(path, out)
     return out
 
 

@@ -36,11 +36,15 @@ def done(directory: str | Path, key: str) -> dict | None:
 
 def finish(directory: str | Path, key: str, result: dict) -> dict:
     """Record `result` as the output of inputs `key` in `directory` (atomically); returns `result`."""
-    marker = Path(directory) / MARKER
-    tmp = marker.with_name(f".{MARKER}.{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "result": result}, default=str))
-    os.replace(tmp, marker)
+    write_json(Path(directory) / MARKER, {"key": key, "result": result})
     return result
+
+
+def write_json(path: Path, data) -> None:
+    """Write `data` as JSON to `path` atomically (a reader sees the old file or the whole new one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
 
 
 def identity(model: str | None) -> str | None:

@@ -141,7 +141,7 @@ def search_task(**kwargs) -> dict:
     own training fingerprint) is not searched again: its recorded result comes back (`tasks.resume`).
     """
     key = search_key(kwargs)
-    if (hit := finished_shard(kwargs)) is not None:
+    if (hit := finished_shard(kwargs, key)) is not None:
         return hit
     result = run_search(**kwargs)
     # JSON keeps only string keys: the costs per budget are recorded as [budget, costs] pairs
@@ -157,8 +157,8 @@ def search_key(kwargs: dict) -> str:
     return resume.fingerprint(**inputs)
 
 
-def finished_shard(kwargs: dict) -> dict | None:
+def finished_shard(kwargs: dict, key: str | None = None) -> dict | None:
     """What the search with these arguments returned, if its shard is complete on disk (searched here or by
     another process sharing the shard directory)."""
-    hit = resume.done(kwargs["shard"], search_key(kwargs))
+    hit = resume.done(kwargs["shard"], key or search_key(kwargs))
     return None if hit is None else {**hit, "costs": dict(hit["costs"])}

@@ -24,7 +24,7 @@ from flows.config import (
     TrainingPlacement,
     ValueBootstrap,
 )
-from flows.service import free_port, prefect_server, wait_healthy
+from flows.service import free_port, prefect_server, stop_group, wait_healthy
 from models.errors import resolve_model
 from models.training import SFTSettings, ValueSettings
 from search import MCTSAlphaConfig
@@ -60,16 +60,6 @@ def _start(argv: list[str], log: Path, **env) -> subprocess.Popen:
                                 env=_env(**env), cwd=log.parent)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:]
 
@@ -86,7 +76,7 @@ def mlflow_server(tmp_path_factory):
         wait_healthy(f"http://127.0.0.1:{port}/health", 120, process, root / "server.log")
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_group(process, grace=30)
 
 
 def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch, mlflow_server, tiny_recipe,
@@ -108,7 +98,7 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
         run = _wait_for_a_finished_run(api, serve, log, timeout=300)
         shards, trainings = _flow_runs(api, "generate"), _flow_runs(api, "train")
     finally:
-        _stop(serve)
+        stop_group(serve, grace=30)
     assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{_tail(log)}"
     assert run["auto_scheduled"]  # the schedule started it, not a person
     expected = dt.datetime.fromisoformat(run["expected_start_time"])
