@@ -12,19 +12,15 @@ model takes `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as well as a direct
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 
 POLICY, VALUE, ORM = "treeflow-policy", "treeflow-value", "treeflow-orm"
 GATE_TAG = "treeflow.gate_value"
-
-
-class ModelDirectory(mlflow.pyfunc.PythonModel):
-    """A Hugging Face model directory carried as an MLflow model; treeflow loads the directory itself."""
-
-    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
-        raise NotImplementedError("load the directory with treeflow (models.errors.resolve_model)")
+#: the MLflow model, as code (no pickle)
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 
 def _requirements() -> list[str]:
@@ -62,7 +58,7 @@ def register(model_dir: str, name: str, tags: dict[str, str], run_id: str) -> st
 
 
 def _log(model_dir: str, name: str):
-    return mlflow.pyfunc.log_model(name=name.removeprefix("treeflow-"), python_model=ModelDirectory(),
+    return mlflow.pyfunc.log_model(name=name.removeprefix("treeflow-"), python_model=str(MODEL_CODE),
                                    artifacts={"model": model_dir}, pip_requirements=_requirements())
 
 

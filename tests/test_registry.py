@@ -1,5 +1,7 @@
 """The MLflow model registry: versions, the candidate and champion aliases, the gate, loading by alias."""
 
+from pathlib import Path
+
 import mlflow
 import pytest
 
@@ -60,3 +62,15 @@ def test_a_snapshot_is_registered_once_even_when_a_restarted_run_registers_it_ag
     assert len(client.search_model_versions(f"name = '{registry.POLICY}'")) == 2
     assert client.get_model_version(registry.POLICY, "1").tags["treeflow.snapshot"] == "r/1/policy"
     assert str(client.get_model_version_by_alias(registry.POLICY, "candidate").version) == "1"
+
+
+def test_a_version_is_logged_as_code_and_loads_in_mlflow_without_unpickling(mlflow_store, tiny_policy_dir):
+    registry.register(str(tiny_policy_dir), registry.POLICY, {}, mlflow_store)
+    local = mlflow.artifacts.download_artifacts("models:/treeflow-policy@candidate")
+    files = {p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file()}
+    assert "python_model.pkl" not in files
+    assert any(f.endswith("mlflow_model.py") for f in files)
+    assert f"artifacts/{Path(tiny_policy_dir).name}/config.json" in files  # the directory itself
+    model = mlflow.pyfunc.load_model("models:/treeflow-policy@candidate")
+    with pytest.raises(NotImplementedError, match="resolve_model"):
+        model.predict(["Q: 3+4\n"])
