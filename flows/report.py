@@ -112,7 +112,28 @@ def reading(curves: dict[str, list[tuple]], budgets: list[int]) -> list[str]:
                    else "level (within the spread over seeds)")
         lines.append(f"- {budget} tokens: {guided} {ga:.1f} ± {gs:.1f} % against {sampled} {sa:.1f} ± {ss:.1f} %: "
                      f"{verdict}")
-    return lines
+    return lines + _greedy_reading(curves, budgets)
+
+
+def _greedy_reading(curves: dict[str, list[tuple]], budgets: list[int]) -> list[str]:
+    """Greedy decoding (one path, whatever the budget) against the best other method at each budget, by the
+    same rule: the baseline every budget's spending has to beat."""
+    if "greedy" not in curves:
+        return []
+    _, tokens, acc, sd, _ = curves["greedy"][0]
+    verdicts: dict[str, list[str]] = {"above": [], "below": [], "level with": []}
+    for budget in budgets:
+        at = [(a, s) for m, points in curves.items() if m != "greedy" for b, _, a, s, _ in points if b == budget]
+        if not at:
+            continue
+        best, best_sd = max(at)
+        spread = max(sd, best_sd)
+        verdicts["above" if acc - best > spread else "below" if best - acc > spread else "level with"].append(
+            str(budget))
+    parts = [f"{verdict} the best method at {', '.join(b)} tokens" for verdict, b in verdicts.items() if b]
+    if not parts:
+        return []
+    return [f"- greedy decoding ({acc:.1f} ± {sd:.1f} % on {tokens:.0f} tokens) is " + "; ".join(parts)]
 
 
 def summary(config: FlywheelConfig, rows: list[dict], series: dict[str, list[list[dict]]], curves: dict,
@@ -131,7 +152,8 @@ def summary(config: FlywheelConfig, rows: list[dict], series: dict[str, list[lis
         row = [cells.get(b, cells.get(None, "")) for b in budgets]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     lines += ["", "Reading, per budget (the best value-guided search against the best of Self-Consistency and "
-                  "Best-of-N):", "", *reading(methods, budgets), "",
+                  "Best-of-N, then greedy decoding against the best of all; a difference counts only beyond the "
+                  "larger sd over seeds):", "", *reading(methods, budgets), "",
               "## The search flywheel against ReST-EM (test accuracy, mean ± sd over seeds, %)", "",
               "![flywheel vs ReST-EM](flywheel-vs-rest-em.png)", "",
               "| iteration | " + " | ".join(f"{label}: {k}" for label in series for k in ("greedy", "MCTS-alpha"))

@@ -22,9 +22,14 @@ def test_the_reading_calls_a_win_only_beyond_the_spread():
               "greedy": [(None, 50, 20.0, 0.0, 3)]}
     assert reading(curves, [200, 800]) == [
         "- 200 tokens: mcts_alpha 30.0 ± 2.0 % against self_consistency 27.0 ± 1.0 %: search wins",
-        "- 800 tokens: mcts_alpha 40.0 ± 1.0 % against self_consistency 45.0 ± 2.0 %: sampling wins"]
+        "- 800 tokens: mcts_alpha 40.0 ± 1.0 % against self_consistency 45.0 ± 2.0 %: sampling wins",
+        "- greedy decoding (20.0 ± 0.0 % on 50 tokens) is below the best method at 200, 800 tokens"]
     curves["mcts_alpha"][0] = (200, 150, 28.0, 2.0, 3)
     assert reading(curves, [200])[0].endswith("level (within the spread over seeds)")
+    curves["greedy"] = [(None, 50, 43.0, 0.0, 3)]
+    assert reading(curves, [200, 800])[-1] == (
+        "- greedy decoding (43.0 ± 0.0 % on 50 tokens) is above the best method at 200 tokens; "
+        "level with the best method at 800 tokens")
 
 
 @pytest.fixture(scope="module")
