@@ -37,6 +37,21 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of benchmarks/ by name (they are scripts, not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_recipe():
     from models.tiny import TinyRecipe
     from models.training import SFTSettings

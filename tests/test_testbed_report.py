@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,8 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def testbed():
-    spec = importlib.util.spec_from_file_location("testbed", ROOT / "benchmarks" / "testbed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def testbed(load_benchmark):
+    return load_benchmark("testbed")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,248 @@
+"""How good must the value model be for search to win? Search on the testbed guided by a step verifier of
+known quality, at equal generated-token budgets, against Self-Consistency.
+
+    python benchmarks/verifier_ceiling.py [--config configs/testbed.yaml] [--workdir work/report-full] \
+        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1 2] [--problems 200] [--plot docs/verifier-ceiling.png]
+
+A diagnostic, not a result: the verifier reads the gold solution, which no search in treeflow ever does.
+It scores a state +1 when every step so far is the gold solution's step (`problems.arithmetic.on_track`,
+the label the value probes are measured with) and -1 otherwise, plus Gaussian noise of sd `--noise`
+(fixed per state and seed), squashed by tanh into the value model's (-1, 1). Noise 0 is a perfect process
+verifier; more noise lowers its AUC (printed, measured on every state it scored), down to where the
+testbed's learned value model sits (held-out AUC 0.63-0.73, docs/testbed.md). Everything else is the
+flow's: the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream,
+the budgets. Self-Consistency never calls a verifier, so it is run once per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import random
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDED = ["best_of_n_prm", "bfs_v", "mcts_alpha"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "testbed.yaml"))
+    parser.add_argument("--workdir", default="work/report-full", help="its cache/ holds (or gets) the policy")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[400, 800])
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0, 2.0])
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--value", default=None, help="also search with this learned value model directory")
+    parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/verifier-ceiling.png)")
+    args = parser.parse_args()
+
+    from flows import env
+
+    env.configure(args.workdir)
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.config import load_config, method_configs
+    from models.tiny import bootstrap
+
+    t0 = time.perf_counter()
+    config = load_config(args.config, {"workdir": args.workdir})
+    policy_dir = str(bootstrap(config.tiny, config.paths["cache"]))
+    configs = method_configs(config)
+    # rows[(label, budget)] = per-seed (accuracy %, tokens per problem); aucs[noise] = per-seed AUC
+    rows: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    aucs: dict[str, list[float]] = {}  # per verifier: AUC over all states it scored, and between siblings
+    siblings: dict[str, list[float]] = {}
+    value_model = None
+    if args.value:
+        from models.value import TransformersValue
+
+        value_model = TransformersValue(args.value)
+    levels: list[float | None] = [*args.noise, *([None] * (value_model is not None))]
+    for seed in args.seeds:
+        problems = _problems(config, args.problems)
+        greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
+        for budget in args.budgets:
+            rows.setdefault(("greedy", budget), []).append(greedy_acc)
+        for budget, point in _run(config, policy_dir, problems, "self_consistency", configs["self_consistency"],
+                                  args.budgets, seed, None).items():
+            rows.setdefault(("self_consistency", budget), []).append(point)
+        for level in levels:
+            verifier = Verifier(problems, level or 0.0, seed, model=value_model if level is None else None)
+            for method in GUIDED:
+                for budget, point in _run(config, policy_dir, problems, method, configs[method], args.budgets,
+                                          seed, verifier).items():
+                    rows.setdefault((f"{method}, {_level(level)}", budget), []).append(point)
+            aucs.setdefault(_level(level), []).append(verifier.auc())
+            siblings.setdefault(_level(level), []).append(verifier.sibling_auc())
+    table = Table(title=f"{config.task.name}: search with a verifier of known quality ({args.problems} test "
+                        f"problems, seeds {' '.join(map(str, args.seeds))}; mean ± sd %, tokens used)")
+    table.add_column("method, verifier (AUC: all states, between siblings)")
+    for budget in args.budgets:
+        table.add_column(f"{budget} tokens", justify="right")
+    for label in dict.fromkeys(label for label, _ in rows):
+        level = label.split(", ", 1)[1] if ", " in label else None
+        name = label if level is None else (f"{label} (AUC {statistics.fmean(aucs[level]):.2f}, siblings "
+                                            f"{statistics.fmean(siblings[level]):.2f})")
+        table.add_row(name, *(_cell(rows[(label, b)]) for b in args.budgets))
+    console = Console(width=140)
+    console.print(table)
+    console.print(f"wall time {(time.perf_counter() - t0) / 60:.1f} min")
+    _plot(rows, siblings, args.budgets, [_level(x) for x in levels],
+          args.plot or f"{args.workdir}/verifier-ceiling.png",
+          f"{config.task.name}: search with a verifier of known quality ({len(args.seeds)} seeds)")
+
+
+class Verifier:
+    """Scores states and records, for its AUC, whether each is on the gold path. Synthetic: +1 on the gold path,
+    -1 off it, plus per-state Gaussian noise of sd `noise`, through tanh. With `model`: that value model."""
+
+    def __init__(self, problems: list, noise: float = 0.0, seed: int = 0, model=None):
+        self.by_prompt = {p.prompt: p for p in problems}
+        self.noise, self.seed, self.model = noise, seed, model
+        self.scored: dict[str, tuple[float, bool]] = {}
+
+    def __call__(self, states: list[str]) -> list[float]:
+        new = list(dict.fromkeys(s for s in states if s not in self.scored))
+        labels = [self._label(s) for s in new]
+        if self.model is not None:
+            values = self.model.score(new) if new else []
+        else:
+            values = [math.tanh((1.0 if label else -1.0) + self.noise * self._gauss(s))
+                      for s, label in zip(new, labels, strict=True)]
+        self.scored.update(zip(new, zip(values, labels, strict=True), strict=True))
+        return [self.scored[s][0] for s in states]
+
+    def _label(self, state: str) -> bool:
+        from problems.arithmetic import on_track
+
+        prompt = state[:state.index("\n") + 1]
+        return on_track(self.by_prompt[prompt], state[len(prompt):].splitlines(keepends=True))
+
+    def _gauss(self, state: str) -> float:
+        key = hashlib.sha256(f"{self.seed}/{state}".encode()).digest()
+        return random.Random(int.from_bytes(key[:8], "little")).gauss(0.0, 1.0)
+
+    def auc(self) -> float:
+        """AUC over every state scored: on the gold path or not."""
+        from models.metrics import roc_auc
+
+        scores, labels = zip(*self.scored.values(), strict=True)
+        return roc_auc(scores, labels)
+
+    def sibling_auc(self) -> float | None:
+        """The same between siblings only (states that share every step but the last), which is the choice a
+        search makes at each node: of two next steps, one on the gold path and one off it, how often the
+        first scores higher (ties half)."""
+        families: dict[str, list[tuple[float, bool]]] = {}
+        for state, point in self.scored.items():
+            families.setdefault(state[:state.rstrip("\n").rfind("\n") + 1], []).append(point)
+        wins = pairs = 0.0
+        for family in families.values():
+            for good in (v for v, label in family if label):
+                for bad in (v for v, label in family if not label):
+                    wins, pairs = wins + (good > bad) + 0.5 * (good == bad), pairs + 1
+        return wins / pairs if pairs else None
+
+
+def _level(noise: float | None) -> str:
+    return "learned value" if noise is None else f"noise {noise:g}"
+
+
+def _problems(config, count: int) -> list:
+    from problems import select_problems
+
+    return select_problems(config.task.name, "test", 0, count, config.task.options)
+
+
+def _run(config, policy_dir: str, problems: list, method: str, method_config, budgets: list[int], seed: int,
+         verifier) -> dict[int, tuple[float, float]]:
+    """Accuracy (%) and generated tokens per problem at each budget, sampled as the flow's search task does."""
+    from models.hf_policy import TransformersPolicy
+    from search import METHODS, POOLED
+    from search.sampling import sample_paths
+
+    policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature, seed=seed,
+                                                max_step_tokens=config.policy.max_step_tokens)
+    if hasattr(method_config, "seed"):
+        method_config = replace(method_config, seed=seed)
+    correct = {b: 0 for b in budgets}
+    tokens = {b: 0 for b in budgets}
+    for i in range(0, len(problems), config.batch_size):
+        batch = problems[i:i + config.batch_size]
+        prompts, canonical = [p.prompt for p in batch], batch[0].canonical
+        pool = None
+        if method in POOLED:
+            _reseed(policy, seed, i, "pool")
+            pool = sample_paths(prompts, propose=policy.propose_steps, n=method_config.n,
+                                temperature=method_config.temperature, max_depth=method_config.max_depth)
+        for b in budgets:
+            cfg = replace(method_config, token_budget=b) if b is not None else method_config
+            if pool is not None:
+                results = POOLED[method](prompts, pool, cfg, evaluate=verifier, canonical=canonical)
+            else:
+                _reseed(policy, seed, i, b)
+                results = METHODS[method][0](prompts, cfg, propose=policy.propose_steps, evaluate=verifier,
+                                             canonical=canonical)
+            correct[b] += sum(p.check(r.answer) for p, r in zip(batch, results, strict=True))
+            tokens[b] += sum(r.generated_tokens for r in results)
+    return {b: (100 * correct[b] / len(problems), tokens[b] / len(problems)) for b in budgets}
+
+
+def _reseed(policy, seed: int, index: int, budget) -> None:
+    """The flow's per-batch stream (tasks.search.run_search), so these samples are the report's."""
+    key = hashlib.sha256(f"{seed}/{index}/{budget}".encode()).digest()
+    policy.reseed(int.from_bytes(key[:8], "little") >> 1)
+
+
+def _cell(points: list[tuple[float, float]]) -> str:
+    accs = [a for a, _ in points]
+    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    return f"{statistics.fmean(accs):.1f} ± {sd:.1f} ({statistics.fmean(t for _, t in points):.0f} tok)"
+
+
+def _plot(rows: dict, aucs: dict[str, list[float]], budgets: list[int], levels: list[str], path: str,
+          title: str) -> None:
+    """Accuracy against the verifier's AUC between siblings (`aucs`), one panel per budget: the synthetic
+    verifiers as lines, the learned value model as stars, Self-Consistency as a band, greedy dashed."""
+    from flows.figures import pyplot
+
+    def mean_sd(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.5), sharey=True, squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    synthetic = [level for level in levels if level.startswith("noise")]
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        mean, sd = mean_sd([a for a, _ in rows[("self_consistency", budget)]])
+        ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25)
+        ax.axhline(mean, color="grey", label="Self-Consistency (± sd)")
+        ax.axhline(rows[("greedy", budget)][0][0], color="black", linestyle="--", linewidth=1, label="greedy")
+        for color, method in zip(colors, GUIDED, strict=False):
+            points = [mean_sd([a for a, _ in rows[(f"{method}, {level}", budget)]]) for level in synthetic]
+            ax.errorbar([statistics.fmean(aucs[level]) for level in synthetic], [m for m, _ in points],
+                        yerr=[e for _, e in points], marker="o", capsize=3, color=color, label=method)
+            if "learned value" in levels:
+                m, e = mean_sd([a for a, _ in rows[(f"{method}, learned value", budget)]])
+                ax.errorbar([statistics.fmean(aucs["learned value"])], [m], yerr=[e], marker="*", markersize=12,
+                            capsize=3, color=color, linestyle="none")
+        ax.set_title(f"{budget} generated tokens per problem")
+        ax.set_xlabel("verifier AUC between sibling steps (stars: the learned value model)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    main()
