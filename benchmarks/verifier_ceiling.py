@@ -136,18 +136,12 @@ class Verifier:
         return roc_auc(scores, labels)
 
     def sibling_auc(self) -> float | None:
-        """The same between siblings only (states that share every step but the last), which is the choice a
-        search makes at each node: of two next steps, one on the gold path and one off it, how often the
-        first scores higher (ties half)."""
-        families: dict[str, list[tuple[float, bool]]] = {}
-        for state, point in self.scored.items():
-            families.setdefault(state[:state.rstrip("\n").rfind("\n") + 1], []).append(point)
-        wins = pairs = 0.0
-        for family in families.values():
-            for good in (v for v, label in family if label):
-                for bad in (v for v, label in family if not label):
-                    wins, pairs = wins + (good > bad) + 0.5 * (good == bad), pairs + 1
-        return wins / pairs if pairs else None
+        """The same between siblings only (`models.metrics.sibling_auc`): the choice a search makes."""
+        from models.metrics import sibling_auc
+
+        states = list(self.scored)
+        return sibling_auc([self.scored[s][0] for s in states], [self.scored[s][1] for s in states],
+                           [s[:s.rstrip("\n").rfind("\n") + 1] for s in states])
 
 
 def _level(noise: float | None) -> str:

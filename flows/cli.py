@@ -266,15 +266,16 @@ def _iteration_table(result: dict, title: str, budget: int):
     acc = {(r["iteration"], r["method"]): r["accuracy"] for r in result["evaluations"]
            if r["budget"] in (None, budget)}
     table = Table(title=title)
-    for col in ("iteration", "greedy", "MCTS-alpha", "value AUC (held out)", "value MSE", "train tokens/problem",
-                "D+ traces"):
+    for col in ("iteration", "greedy", "MCTS-alpha", "value AUC (held out)", "between siblings", "value MSE",
+                "train tokens/problem", "D+ traces"):
         table.add_column(col, justify="right", no_wrap=True)
     pct = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     num = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     for it in result["iterations"]:
         i = it["iteration"]
         table.add_row(str(i), pct(acc.get((i, "greedy"))), pct(acc.get((i, "mcts_alpha"))),
-                      num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_mse"], ".3f"),
+                      num(it["value_heldout_auc"], ".3f"), num(it.get("value_heldout_sibling_auc"), ".3f"),
+                      num(it["value_heldout_mse"], ".3f"),
                       num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
     return table
 

@@ -100,8 +100,10 @@ def iteration_figures(store_path: str | Path, run_id: str, budget: int | None = 
     _, traces = query(store_path, "SELECT iteration, n_rows FROM training_snapshots WHERE run_id = ? AND "
                                   "model_kind = 'policy'", [run_id])
     values, search, traces = dict(values), dict(search), dict(traces)
+    fits = {i: value_metrics(path) for i, path in values.items()}
     return [{"iteration": i, "greedy": accuracy.get((i, "greedy")), "mcts_alpha": accuracy.get((i, "mcts_alpha")),
-             "value_heldout_auc": value_metrics(values[i]).get("heldout_auc") if i in values else None,
+             "value_heldout_auc": fits.get(i, {}).get("heldout_auc"),
+             "value_heldout_sibling_auc": fits.get(i, {}).get("heldout_sibling_auc"),
              "tokens_per_problem": search.get(i), "traces": traces.get(i)}
             for i in sorted({i for i, *_ in evals})]
 

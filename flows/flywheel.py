@@ -173,14 +173,17 @@ def _run(config: FlywheelConfig, generator: str) -> dict:
                     tracking.log_metrics(it_run.info.run_id, {f"{key}/{name}": row[name] for name in EVAL_METRICS})
                     tracking.log_metrics(parent.info.run_id, {f"{key}/accuracy": row["accuracy"]}, step=iteration)
                 tracking.log_metrics(parent.info.run_id,
-                                     {"value/heldout_auc": iterations[-1]["value_heldout_auc"]}, step=iteration)
+                                     {"value/heldout_auc": iterations[-1]["value_heldout_auc"],
+                                      "value/heldout_sibling_auc": iterations[-1]["value_heldout_sibling_auc"]},
+                                     step=iteration)
                 if config.registry.enabled and iteration > 0:
                     _register(config, run_id, iteration, models, table, it_run.info.run_id)
     return {"evaluations": table, "iterations": iterations}
 
 
 def _value_figures(metrics: dict) -> dict:
-    return {"value_heldout_auc": metrics.get("heldout_auc"), "value_heldout_mse": metrics.get("heldout_mse")}
+    return {"value_heldout_auc": metrics.get("heldout_auc"), "value_heldout_mse": metrics.get("heldout_mse"),
+            "value_heldout_sibling_auc": metrics.get("heldout_sibling_auc")}
 
 
 def _gate_value(table: list[dict], iteration: int, metric: str) -> float | None:
@@ -257,7 +260,7 @@ def _iterate(config: FlywheelConfig, run_id: str, iteration: int, models: Models
         "search/generated_tokens_per_problem": per_problem, "sft/traces": sft["traces"],
         "sft/train_loss": sft["train_loss"], "value/targets": fit["targets"],
         "value/train_loss": fit["train_loss"], "value/heldout_mse": fit["heldout_mse"],
-        "value/heldout_auc": fit["heldout_auc"],
+        "value/heldout_auc": fit["heldout_auc"], "value/heldout_sibling_auc": fit.get("heldout_sibling_auc"),
         **({"orm/pairs": orm["pairs"], "orm/train_loss": orm["train_loss"]} if orm else {})})
     _log_trainings(config, f"{run_id}/iteration-{iteration}", mlflow_run, generator, done)
     return new, summary
@@ -281,6 +284,7 @@ def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator
         **{f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}},
         {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"],
          "heldout_mse": fit["heldout_mse"], "heldout_auc": fit["heldout_auc"],
+         "heldout_sibling_auc": fit.get("heldout_sibling_auc"),
          "heldout_states": fit["heldout_states"]}, fit["losses"])
     if orm is not None and orm["pairs"]:
         tracking.log_training(mlflow_run, f"{name}/orm", {

@@ -103,7 +103,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
         history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
-    metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None}
+    metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
     if cut > 0:
         _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {run_paths(True)} "
                                           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)

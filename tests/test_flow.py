@@ -250,6 +250,7 @@ def test_iteration_figures_read_back_what_the_flow_returned(flywheel_run, tmp_pa
             assert r[method] == pytest.approx(next(
                 t["accuracy"] for t in table if t["iteration"] == r["iteration"] and t["method"] == method))
         assert r["value_heldout_auc"] == it["value_heldout_auc"]
+        assert r["value_heldout_sibling_auc"] == it["value_heldout_sibling_auc"]
     assert rows[1]["tokens_per_problem"] == pytest.approx(iterations[1]["generated_tokens_per_problem"])
     assert rows[1]["traces"] == iterations[1]["traces"] and rows[0]["traces"] is None
     png = plot_over_iterations({"flywheel": [rows], "again": [rows, rows]}, tmp_path / "it.png", "t")

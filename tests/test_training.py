@@ -85,6 +85,22 @@ def test_heldout_metrics_count_each_state_once():
     assert out["heldout_states"] == 3
     assert out["heldout_mse"] == pytest.approx((0.25 + 0 + 1) / 3)
     assert out["heldout_auc"] == 1.0  # both states that lead to a right answer outscore the one that does not
+    assert out["heldout_sibling_auc"] == 1.0  # and of the siblings b and c, the right one scores higher
+    scores["P\na\n"] = -1.0  # the root's child now ranks below both: all-states AUC falls, siblings unchanged
+    out = heldout_value_metrics(lambda states: [scores[s] for s in states], rows)
+    assert out["heldout_auc"] == 0.5 and out["heldout_sibling_auc"] == 1.0
+
+
+def test_sibling_auc_compares_only_children_of_one_parent():
+    from models.metrics import roc_auc, sibling_auc
+
+    # two families; by depth alone (the deeper family scores lower) all-state AUC is high, siblings tie
+    scores, labels = [0.9, 0.9, 0.1, 0.1], [True, False, False, False]
+    parents = ["P\n", "P\n", "P\na\n", "P\na\n"]
+    assert roc_auc(scores, labels) == pytest.approx(5 / 6)
+    assert sibling_auc(scores, labels, parents) == 0.5
+    assert sibling_auc([0.2, 0.7, 0.5], [True, False, False], ["p", "p", "p"]) == 0.0
+    assert sibling_auc([0.2, 0.7], [True, False], ["p", "q"]) is None  # no family holds both labels
 
 
 SLIP = "7*7=50\n"
