@@ -238,7 +238,7 @@ def _run(config, generator: str) -> int:
     result = (flywheel if generator == "mcts_alpha" else rest_em)(config)
     wall = time.perf_counter() - t0
     name = "flywheel" if generator == "mcts_alpha" else "ReST-EM"
-    console = Console(width=max(Console().width, 110))
+    console = Console(width=max(Console().width, 130))
     console.print(_iteration_table(result, f"treeflow {name} on {config.task.name}: per iteration "
                                            f"({config.evaluation.token_budget} tokens/problem)",
                                    config.evaluation.token_budget))
@@ -266,7 +266,7 @@ def _iteration_table(result: dict, title: str, budget: int):
     acc = {(r["iteration"], r["method"]): r["accuracy"] for r in result["evaluations"]
            if r["budget"] in (None, budget)}
     table = Table(title=title)
-    for col in ("iteration", "greedy", "MCTS-alpha", "value AUC (held out)", "between siblings", "value MSE",
+    for col in ("iteration", "greedy", "MCTS-alpha", "value AUC (held out)", "sibling AUC", "value MSE",
                 "train tokens/problem", "D+ traces"):
         table.add_column(col, justify="right", no_wrap=True)
     pct = lambda v: "" if v is None else f"{100 * v:.1f}%"  # noqa: E731

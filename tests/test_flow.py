@@ -218,6 +218,7 @@ def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_r
     assert main(["rest-em", "--config", str(tmp_path / "c.yaml"), "--run-id", "r1", "--iterations", "2"]) == 0
     printed = capsys.readouterr().out
     assert "ReST-EM on arithmetic: per iteration" in printed and "value AUC (held out)" in printed
+    assert "sibling AUC" in printed
     path = tmp_path / "traces.duckdb"
     _, rows = store.query(path, "SELECT iteration, method, budget, count(*) FROM trees "
                                 "WHERE run_id = 'r1' AND stage = 'search' GROUP BY ALL ORDER BY 1")
