@@ -1,7 +1,7 @@
 """What ranks a node's children on the testbed: the value model's estimate, or the policy's own step log-prob?
 
     python benchmarks/sibling_ranking.py [--store work/report-full/traces.duckdb] [--run report-methods] \
-        [--method mcts_alpha] [--budget 800]
+        [--method mcts_alpha] [--budget 800] [--iteration N]
 
 Reads the stored trees of one run's arithmetic test problems and labels every node by whether its path is
 still the gold solution (`problems.arithmetic.on_track`, measurement only). For each score the tree
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--run", default="report-methods")
     parser.add_argument("--method", default="mcts_alpha")
     parser.add_argument("--budget", type=int, default=800)
+    parser.add_argument("--iteration", type=int, default=None, help="one iteration's trees (default: all)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -36,7 +37,8 @@ def main() -> None:
         SELECT t.tree_id, t.problem_id, n.node_id, n.parent_id, n.step_text, n.value, n.logprob, n.tokens
         FROM trees t JOIN nodes n USING (tree_id)
         WHERE t.run_id = ? AND t.method = ? AND t.budget = ? AND t.split = 'test' AND n.parent_id >= 0
-        ORDER BY 1, 3""", [args.run, args.method, args.budget])
+          AND (? IS NULL OR t.iteration = ?)
+        ORDER BY 1, 3""", [args.run, args.method, args.budget, args.iteration, args.iteration])
     if not rows:
         raise SystemExit(f"{args.store}: no test trees of run {args.run!r}, method {args.method}, "
                          f"budget {args.budget}")
@@ -54,7 +56,8 @@ def main() -> None:
             scores["value model"].append(value)
             scores["step log-prob"].append(logprob)
             scores["step log-prob per token"].append(logprob / max(tokens, 1))
-    table = Table(title=f"{args.run} {args.method} @ {args.budget} tokens: {len(trees)} trees, {len(labels)} "
+    at = "" if args.iteration is None else f", iteration {args.iteration}"
+    table = Table(title=f"{args.run}{at} {args.method} @ {args.budget} tokens: {len(trees)} trees, {len(labels)} "
                         f"nodes, {sum(labels)} on the gold path")
     for col in ("score", "AUC, all nodes", "AUC, between siblings"):
         table.add_column(col, justify="left" if col == "score" else "right")
