@@ -23,6 +23,7 @@ import random
 import statistics
 import time
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +36,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="work/report-full", help="its cache/ holds (or gets) the policy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[400, 800])
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0, 2.0])
+    parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.0, 2.0])
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--value", default=None, help="also search with this learned value model directory")
+    parser.add_argument("--logprob", action="store_true",
+                        help="also search with the policy's own confidence in each step as the value")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/verifier-ceiling.png)")
     args = parser.parse_args()
 
@@ -63,7 +66,8 @@ def main() -> None:
         from models.value import TransformersValue
 
         value_model = TransformersValue(args.value)
-    levels: list[float | None] = [*args.noise, *([None] * (value_model is not None))]
+    levels: list[float | str | None] = [*args.noise, *([None] * (value_model is not None)),
+                                        *(["logprob"] * args.logprob)]
     for seed in args.seeds:
         problems = _problems(config, args.problems)
         greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
@@ -73,7 +77,8 @@ def main() -> None:
                                   args.budgets, seed, None).items():
             rows.setdefault(("self_consistency", budget), []).append(point)
         for level in levels:
-            verifier = Verifier(problems, level or 0.0, seed, model=value_model if level is None else None)
+            model = value_model if level is None else LogProbScorer(policy_dir) if level == "logprob" else None
+            verifier = Verifier(problems, level if isinstance(level, float) else 0.0, seed, model=model)
             for method in GUIDED:
                 for budget, point in _run(config, policy_dir, problems, method, configs[method], args.budgets,
                                           seed, verifier).items():
@@ -144,8 +149,41 @@ class Verifier:
                            [s[:s.rstrip("\n").rfind("\n") + 1] for s in states])
 
 
-def _level(noise: float | None) -> str:
-    return "learned value" if noise is None else f"noise {noise:g}"
+def _level(noise: float | str | None) -> str:
+    return "learned value" if noise is None else "policy log-prob" if noise == "logprob" else f"noise {noise:g}"
+
+
+class LogProbScorer:
+    """The policy's own confidence in a state's steps, as a process reward: each step's geometric mean token
+    probability, the path's weakest step (min, as a PRM aggregates), mapped to 2 p - 1."""
+
+    def __init__(self, policy_dir: str):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
+
+    def score(self, states: list[str]) -> list[float]:
+        import torch
+
+        tok = self.tokenizer
+        out = []
+        for start in range(0, len(states), 64):
+            chunk = states[start:start + 64]
+            ids = tok(chunk, add_special_tokens=False)["input_ids"]
+            # token offsets where each line ends: the prompt's line, then one per step
+            ends = [[len(tok(s[:i + 1], add_special_tokens=False)["input_ids"])
+                     for i, c in enumerate(s) if c == "\n"] for s in chunk]
+            width = max(map(len, ids))
+            pad = tok.pad_token_id or 0
+            batch = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+            with torch.inference_mode():
+                logp = torch.log_softmax(self.model(input_ids=batch, attention_mask=mask).logits.float(), -1)
+            for row, x, cuts in zip(logp, ids, ends, strict=True):
+                steps = [[row[i - 1, x[i]].item() for i in range(a, b)] for a, b in pairwise(cuts) if b > a]
+                out.append(2 * min((math.exp(sum(t) / len(t)) for t in steps), default=1.0) - 1)
+        return out
 
 
 def _problems(config, count: int) -> list:
