@@ -60,3 +60,15 @@ def test_a_verifier_that_only_sees_depth_is_above_chance_overall_and_at_chance_b
     verifier(_states(problems))
     assert verifier.auc() > 0.55
     assert verifier.sibling_auc() == 0.5  # siblings are equally deep: every pair ties
+
+
+def test_the_policys_confidence_is_its_weakest_step_so_a_longer_path_never_scores_higher(ceiling, problems,
+                                                                                          tiny_policy_dir):
+    scorer = ceiling.LogProbScorer(str(tiny_policy_dir))
+    p = problems[0]
+    gold = solution_steps(p)
+    paths = [p.prompt + "".join(gold[:d]) for d in range(1, len(gold) + 1)]
+    values = scorer.score(paths)
+    assert all(-1.0 < v <= 1.0 for v in values)
+    assert all(later <= earlier + 1e-9 for earlier, later in zip(values, values[1:], strict=False))
+    assert scorer.score(paths[1:2]) == pytest.approx(values[1:2])  # batching does not change a score
