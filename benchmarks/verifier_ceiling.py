@@ -1,17 +1,20 @@
-"""How good must the value model be for search to win? Search on the testbed guided by a step verifier of
-known quality, at equal generated-token budgets, against Self-Consistency.
+"""How good must the value model be for search to win? Search on the testbed guided by step verifiers of
+known quality, at equal generated-token budgets, against Self-Consistency and greedy decoding.
 
     python benchmarks/verifier_ceiling.py [--config configs/testbed.yaml] [--workdir work/report-full] \
-        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1 2] [--problems 200] [--plot docs/verifier-ceiling.png]
+        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1.5 3] [--value DIR] [--logprob] [--problems 200] \
+        [--plot docs/verifier-ceiling.png]
 
-A diagnostic, not a result: the verifier reads the gold solution, which no search in treeflow ever does.
-It scores a state +1 when every step so far is the gold solution's step (`problems.arithmetic.on_track`,
-the label the value probes are measured with) and -1 otherwise, plus Gaussian noise of sd `--noise`
-(fixed per state and seed), squashed by tanh into the value model's (-1, 1). Noise 0 is a perfect process
-verifier; more noise lowers its AUC (printed, measured on every state it scored), down to where the
-testbed's learned value model sits (held-out AUC 0.63-0.73, docs/testbed.md). Everything else is the
+A diagnostic, not a result: the synthetic verifier reads the gold solution, which no search in treeflow
+ever does. It scores a state +1 when every step so far is the gold solution's step
+(`problems.arithmetic.on_track`, the label the value probes are measured with) and -1 otherwise, plus
+Gaussian noise of sd `--noise` (fixed per state and seed), squashed by tanh into the value model's (-1, 1).
+Noise 0 is a perfect process verifier; more noise lowers its AUC. `--value DIR` adds a learned value
+model, `--logprob` the policy's own confidence (its least confident step). For every verifier the table
+gives its AUC over every state it scored and between siblings only (`models.metrics.sibling_auc`), the
+choice a search makes at each node; the figure plots accuracy against the latter. Everything else is the
 flow's: the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream,
-the budgets. Self-Consistency never calls a verifier, so it is run once per seed.
+the budgets. Self-Consistency and greedy never call a verifier, so they run once per seed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="work/report-full", help="its cache/ holds (or gets) the policy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[400, 800])
-    parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.0, 2.0])
+    parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.5, 3.0])
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--value", default=None, help="also search with this learned value model directory")
     parser.add_argument("--logprob", action="store_true",
@@ -57,7 +60,7 @@ def main() -> None:
     config = load_config(args.config, {"workdir": args.workdir})
     policy_dir = str(bootstrap(config.tiny, config.paths["cache"]))
     configs = method_configs(config)
-    # rows[(label, budget)] = per-seed (accuracy %, tokens per problem); aucs[noise] = per-seed AUC
+    # rows[(label, budget)]: per seed (accuracy %, tokens per problem)
     rows: dict[tuple[str, int], list[tuple[float, float]]] = {}
     aucs: dict[str, list[float]] = {}  # per verifier: AUC over all states it scored, and between siblings
     siblings: dict[str, list[float]] = {}
