@@ -13,7 +13,6 @@ search makes at each node). No model is run: the figures are what the search saw
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 
 
 def main() -> None:
@@ -34,28 +33,26 @@ def main() -> None:
     from storage.store import query
 
     _, rows = query(args.store, """
-        SELECT t.tree_id, t.problem_id, n.node_id, n.parent_id, n.step_text, n.value, n.logprob, n.tokens
-        FROM trees t JOIN nodes n USING (tree_id)
+        SELECT t.tree_id, t.problem_id, n.parent_id, s.state, n.value, n.logprob, n.tokens
+        FROM trees t JOIN nodes n USING (tree_id) JOIN node_states s USING (tree_id, node_id)
         WHERE t.run_id = ? AND t.method = ? AND t.budget = ? AND t.split = 'test' AND n.parent_id >= 0
           AND (? IS NULL OR t.iteration = ?)
-        ORDER BY 1, 3""", [args.run, args.method, args.budget, args.iteration, args.iteration])
+        ORDER BY 1, n.node_id""", [args.run, args.method, args.budget, args.iteration, args.iteration])
     if not rows:
         raise SystemExit(f"{args.store}: no test trees of run {args.run!r}, method {args.method}, "
                          f"budget {args.budget}")
-    ids = {pid for _, pid, *_ in rows}
+    ids = {problem for _, problem, *_ in rows}
     problems = {p.id: p for p in select_problems("arithmetic", "test", 0, 1 + max(_index(i) for i in ids), {})}
-    trees: dict[str, dict[int, tuple]] = defaultdict(dict)
-    for tree, problem, node, parent, text, value, logprob, tokens in rows:
-        trees[tree][node] = (problem, parent, text, value, logprob, tokens)
     labels, parents = [], []
     scores: dict[str, list[float]] = {"value model": [], "step log-prob": [], "step log-prob per token": []}
-    for tree, nodes in trees.items():
-        for node, (problem, parent, _, value, logprob, tokens) in nodes.items():
-            labels.append(on_track(problems[problem], _steps(nodes, node)))
-            parents.append(f"{tree}/{parent}")
-            scores["value model"].append(value)
-            scores["step log-prob"].append(logprob)
-            scores["step log-prob per token"].append(logprob / max(tokens, 1))
+    for tree, problem, parent, state, value, logprob, tokens in rows:
+        prompt = problems[problem].prompt
+        labels.append(on_track(problems[problem], state[len(prompt):].splitlines(keepends=True)))
+        parents.append(f"{tree}/{parent}")
+        scores["value model"].append(value)
+        scores["step log-prob"].append(logprob)
+        scores["step log-prob per token"].append(logprob / max(tokens, 1))
+    trees = {tree for tree, *_ in rows}
     at = "" if args.iteration is None else f", iteration {args.iteration}"
     table = Table(title=f"{args.run}{at} {args.method} @ {args.budget} tokens: {len(trees)} trees, {len(labels)} "
                         f"nodes, {sum(labels)} on the gold path")
@@ -68,14 +65,6 @@ def main() -> None:
 
 def _index(problem_id: str) -> int:
     return int(problem_id.rsplit("-", 1)[1])
-
-
-def _steps(nodes: dict[int, tuple], node: int) -> list[str]:
-    out = []
-    while node in nodes:
-        out.append(nodes[node][2])
-        node = nodes[node][1]
-    return out[::-1]
 
 
 if __name__ == "__main__":

@@ -197,10 +197,12 @@ def _problems(config, count: int) -> list:
 
 def _run(config, policy_dir: str, problems: list, method: str, method_config, budgets: list[int], seed: int,
          verifier) -> dict[int, tuple[float, float]]:
-    """Accuracy (%) and generated tokens per problem at each budget, sampled as the flow's search task does."""
+    """Accuracy (%) and generated tokens per problem at each budget, sampled as the flow's search task does
+    (`tasks.search.run_search`: the same per-batch streams, so these samples are the report's)."""
     from models.hf_policy import TransformersPolicy
     from search import METHODS, POOLED
     from search.sampling import sample_paths
+    from tasks.search import stream_seed
 
     policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature, seed=seed,
                                                 max_step_tokens=config.policy.max_step_tokens)
@@ -213,7 +215,7 @@ def _run(config, policy_dir: str, problems: list, method: str, method_config, bu
         prompts, canonical = [p.prompt for p in batch], batch[0].canonical
         pool = None
         if method in POOLED:
-            _reseed(policy, seed, i, "pool")
+            policy.reseed(stream_seed(seed, i, "pool"))
             pool = sample_paths(prompts, propose=policy.propose_steps, n=method_config.n,
                                 temperature=method_config.temperature, max_depth=method_config.max_depth)
         for b in budgets:
@@ -221,7 +223,7 @@ def _run(config, policy_dir: str, problems: list, method: str, method_config, bu
             if pool is not None:
                 results = POOLED[method](prompts, pool, cfg, evaluate=verifier, canonical=canonical)
             else:
-                _reseed(policy, seed, i, b)
+                policy.reseed(stream_seed(seed, i, b))
                 results = METHODS[method][0](prompts, cfg, propose=policy.propose_steps, evaluate=verifier,
                                              canonical=canonical)
             correct[b] += sum(p.check(r.answer) for p, r in zip(batch, results, strict=True))
@@ -229,16 +231,13 @@ def _run(config, policy_dir: str, problems: list, method: str, method_config, bu
     return {b: (100 * correct[b] / len(problems), tokens[b] / len(problems)) for b in budgets}
 
 
-def _reseed(policy, seed: int, index: int, budget) -> None:
-    """The flow's per-batch stream (tasks.search.run_search), so these samples are the report's."""
-    key = hashlib.sha256(f"{seed}/{index}/{budget}".encode()).digest()
-    policy.reseed(int.from_bytes(key[:8], "little") >> 1)
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _cell(points: list[tuple[float, float]]) -> str:
-    accs = [a for a, _ in points]
-    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    return f"{statistics.fmean(accs):.1f} ± {sd:.1f} ({statistics.fmean(t for _, t in points):.0f} tok)"
+    mean, sd = _mean_sd([a for a, _ in points])
+    return f"{mean:.1f} ± {sd:.1f} ({statistics.fmean(t for _, t in points):.0f} tok)"
 
 
 def _plot(rows: dict, aucs: dict[str, list[float]], budgets: list[int], levels: list[str], path: str,
@@ -247,24 +246,21 @@ def _plot(rows: dict, aucs: dict[str, list[float]], budgets: list[int], levels: 
     verifiers as lines, the learned value model as stars, Self-Consistency as a band, greedy dashed."""
     from flows.figures import pyplot
 
-    def mean_sd(values: list[float]) -> tuple[float, float]:
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
     plt = pyplot()
     fig, axes = plt.subplots(1, len(budgets), figsize=(5.5 * len(budgets), 4.5), sharey=True, squeeze=False)
     colors = plt.get_cmap("tab10").colors
     synthetic = [level for level in levels if level.startswith("noise")]
     for ax, budget in zip(axes[0], budgets, strict=True):
-        mean, sd = mean_sd([a for a, _ in rows[("self_consistency", budget)]])
+        mean, sd = _mean_sd([a for a, _ in rows[("self_consistency", budget)]])
         ax.axhspan(mean - sd, mean + sd, color="grey", alpha=0.25)
         ax.axhline(mean, color="grey", label="Self-Consistency (± sd)")
         ax.axhline(rows[("greedy", budget)][0][0], color="black", linestyle="--", linewidth=1, label="greedy")
         for color, method in zip(colors, GUIDED, strict=False):
-            points = [mean_sd([a for a, _ in rows[(f"{method}, {level}", budget)]]) for level in synthetic]
+            points = [_mean_sd([a for a, _ in rows[(f"{method}, {level}", budget)]]) for level in synthetic]
             ax.errorbar([statistics.fmean(aucs[level]) for level in synthetic], [m for m, _ in points],
                         yerr=[e for _, e in points], marker="o", capsize=3, color=color, label=method)
             if "learned value" in levels:
-                m, e = mean_sd([a for a, _ in rows[(f"{method}, learned value", budget)]])
+                m, e = _mean_sd([a for a, _ in rows[(f"{method}, learned value", budget)]])
                 ax.errorbar([statistics.fmean(aucs["learned value"])], [m], yerr=[e], marker="*", markersize=12,
                             capsize=3, color=color, linestyle="none")
         ax.set_title(f"{budget} generated tokens per problem")

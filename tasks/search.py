@@ -37,6 +37,13 @@ def _add(a: dict, b: dict) -> dict:
     return {k: a[k] + b[k] for k in a}
 
 
+def stream_seed(seed: int, index: int, budget) -> int:
+    """The sampling stream of the batch starting at problem `index` (absolute) for one budget (or "pool"):
+    the same problems give the same trees however the slice is cut into shards."""
+    key = hashlib.sha256(f"{seed}/{index}/{budget}".encode()).digest()
+    return int.from_bytes(key[:8], "little") >> 1
+
+
 def run_search(*, task_name: str, task_options: dict, split: str, start: int, count: int, method: str,
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
@@ -96,11 +103,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
             nodes.extend(node_rows)
 
     def reseed(i: int, budget) -> None:
-        """Each batch (and budget) samples from its own stream, keyed by the seed and the problems' absolute
-        index: the same problems give the same trees however the slice is cut into shards."""
         if hasattr(policy, "reseed"):
-            key = hashlib.sha256(f"{seed}/{start + i}/{budget}".encode()).digest()
-            policy.reseed(int.from_bytes(key[:8], "little") >> 1)
+            policy.reseed(stream_seed(seed, start + i, budget))
 
     with bar(f"{stage} it{iteration} {method}", len(problems)) as update:
         for i in range(0, len(problems), batch_size):
