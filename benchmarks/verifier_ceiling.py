@@ -2,7 +2,7 @@
 known quality, at equal generated-token budgets, against Self-Consistency and greedy decoding.
 
     python benchmarks/verifier_ceiling.py [--config configs/testbed.yaml] [--workdir work/report-full] \
-        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1.5 3] [--value DIR] [--logprob] [--problems 200] \
+        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1.5 3] [--value DIR] [--logprob [DIR]] [--problems 200] \
         [--plot docs/verifier-ceiling.png]
 
 A diagnostic, not a result: the synthetic verifier reads the gold solution, which no search in treeflow
@@ -10,7 +10,8 @@ ever does. It scores a state +1 when every step so far is the gold solution's st
 (`problems.arithmetic.on_track`, the label the value probes are measured with) and -1 otherwise, plus
 Gaussian noise of sd `--noise` (fixed per state and seed), squashed by tanh into the value model's (-1, 1).
 Noise 0 is a perfect process verifier; more noise lowers its AUC. `--value DIR` adds a learned value
-model, `--logprob` the policy's own confidence (its least confident step). For every verifier the table
+model, `--logprob` the policy's own confidence (its least confident step), `--logprob DIR` that of another
+causal LM (a verifier that knows more than the policy, say one trained on clean data). For every verifier the table
 gives its AUC over every state it scored and between siblings only (`models.metrics.sibling_auc`), the
 choice a search makes at each node; the figure plots accuracy against the latter. Everything else is the
 flow's: the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream,
@@ -42,8 +43,9 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.5, 3.0])
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--value", default=None, help="also search with this learned value model directory")
-    parser.add_argument("--logprob", action="store_true",
-                        help="also search with the policy's own confidence in each step as the value")
+    parser.add_argument("--logprob", nargs="?", const="policy", default=None, metavar="DIR",
+                        help="also search with the policy's own confidence in each step as the value, or with "
+                             "that of the causal LM in DIR")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/verifier-ceiling.png)")
     args = parser.parse_args()
 
@@ -70,7 +72,7 @@ def main() -> None:
 
         value_model = TransformersValue(args.value)
     levels: list[float | str | None] = [*args.noise, *([None] * (value_model is not None)),
-                                        *(["logprob"] * args.logprob)]
+                                        *([_LOGPROB[args.logprob == "policy"]] * bool(args.logprob))]
     for seed in args.seeds:
         problems = _problems(config, args.problems)
         greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
@@ -80,7 +82,8 @@ def main() -> None:
                                   args.budgets, seed, None).items():
             rows.setdefault(("self_consistency", budget), []).append(point)
         for level in levels:
-            model = value_model if level is None else LogProbScorer(policy_dir) if level == "logprob" else None
+            scorer_dir = policy_dir if args.logprob == "policy" else args.logprob
+            model = value_model if level is None else LogProbScorer(scorer_dir) if level in _LOGPROB else None
             verifier = Verifier(problems, level if isinstance(level, float) else 0.0, seed, model=model)
             for method in GUIDED:
                 for budget, point in _run(config, policy_dir, problems, method, configs[method], args.budgets,
@@ -152,8 +155,11 @@ class Verifier:
                            [s[:s.rstrip("\n").rfind("\n") + 1] for s in states])
 
 
+_LOGPROB = {True: "policy log-prob", False: "verifier LM log-prob"}  # keyed by: is it the policy's own?
+
+
 def _level(noise: float | str | None) -> str:
-    return "learned value" if noise is None else "policy log-prob" if noise == "logprob" else f"noise {noise:g}"
+    return "learned value" if noise is None else noise if isinstance(noise, str) else f"noise {noise:g}"
 
 
 class LogProbScorer:

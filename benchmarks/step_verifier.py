@@ -1,0 +1,166 @@
+"""Which verifier can tell the testbed policy's right next step from its wrong one? Each kind trained for a
+few CPU-minutes, measured by AUC between siblings (the choice a search makes) on held-out problems.
+
+    python benchmarks/step_verifier.py [--config configs/testbed.yaml] [--workdir work/report-full] \
+        [--train 4000] [--test 300] [--k 4] [--verifiers policy head pairs own-rollouts filtered-demos]
+
+Sibling sets: at every gold prefix of a problem (depth 0 to the last step), k next steps sampled from the
+testbed policy at its temperature, each labelled by whether it is the gold step
+(`problems.arithmetic.on_track`). On test problems that label is the measurement; on train problems it is
+also the training label of `head` and `pairs`: exact process supervision, the best labels a value model
+could be given (the flow's are inferred from rollouts and noisier). Verifiers:
+
+- `policy`: the policy's own confidence in the step (its weakest step's geometric-mean token probability);
+  no training.
+- `head`: treeflow's value model (policy backbone + scalar head read at the step's last token), cross-entropy
+  on the labels, 600 steps.
+- `pairs`: the same network trained only to rank each (right, wrong) pair of siblings (Bradley-Terry, TRL
+  RewardTrainer), 300 steps: whatever is shared by siblings, such as how hard the problem is, cancels out.
+- `own-rollouts`: a copy of the policy fine-tuned (SFT, 300 steps) on its own distinct correct rollouts of
+  2,000 train problems x 8, scored by its confidence: a generative verifier from outcome-checked samples.
+- `filtered-demos`: a copy of the policy fine-tuned (SFT, 300 steps) on the bootstrap's own noisy
+  demonstrations kept only where the final answer checks, scored by its confidence.
+
+For each it prints the AUC over all held-out states and between siblings, and for the trained value heads
+the same on their own training problems (what they learned, against what generalises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIFIERS = ["policy", "head", "pairs", "own-rollouts", "filtered-demos"]
+
+
+def sibling_sets(policy, problems: list, k: int) -> list[tuple[str, str, bool]]:
+    """(parent state, next step, is it the gold step) for k sampled next steps at every gold prefix."""
+    from problems.arithmetic import on_track, solution_steps
+
+    owners = [(p, solution_steps(p)[:d]) for p in problems for d in range(len(solution_steps(p)))]
+    prefixes = [p.prompt + "".join(gold) for p, gold in owners]
+    out = []
+    for (p, gold), prefix, group in zip(owners, prefixes, policy.propose_steps(prefixes, k), strict=True):
+        out += [(prefix, c.text, on_track(p, [*gold, c.text])) for c in group]
+    return out
+
+
+def aucs(scorer, sets: list[tuple[str, str, bool]]) -> tuple[float | None, float | None]:
+    """AUC over every state, and between siblings only."""
+    from models.metrics import roc_auc, sibling_auc
+
+    scores = scorer.score([parent + step for parent, step, _ in sets])
+    labels = [label for *_, label in sets]
+    return roc_auc(scores, labels), sibling_auc(scores, labels, [parent for parent, *_ in sets])
+
+
+def outcome_filtered(rows: list[dict], problems: list) -> list[dict]:
+    """The `{"prompt", "completion"}` rows whose last step's answer checks against their problem."""
+    from problems.steps import final_answer
+
+    by_prompt = {p.prompt: p for p in problems}
+    return [r for r in rows if by_prompt[r["prompt"]].check(final_answer(r["completion"].splitlines()[-1]) or "")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "testbed.yaml"))
+    parser.add_argument("--workdir", default="work/report-full", help="its cache/ holds (or gets) the policy")
+    parser.add_argument("--train", type=int, default=4000, help="train problems for the sibling-set labels")
+    parser.add_argument("--test", type=int, default=300)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--verifiers", nargs="+", choices=VERIFIERS, default=VERIFIERS)
+    parser.add_argument("--out", default="work/step-verifier", help="where the trained verifiers are saved")
+    args = parser.parse_args()
+
+    from flows import env
+
+    env.configure(args.workdir)
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+    from verifier_ceiling import LogProbScorer
+
+    from flows.config import load_config
+    from models.hf_policy import TransformersPolicy
+    from models.tiny import bootstrap, demonstrations
+    from models.training import RewardSettings, SFTSettings, ValueSettings, train_orm, train_policy, train_value
+    from models.value import TransformersValue
+    from problems.arithmetic import generate
+    from problems.steps import final_answer
+    from search.sampling import sample_paths
+
+    t_start = time.perf_counter()
+    config = load_config(args.config, {"workdir": args.workdir})
+    policy_dir = str(bootstrap(config.tiny, config.paths["cache"]))
+    torch.manual_seed(0)
+    policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature)
+    console = Console(width=130)
+    train_problems = generate(args.train, split="train", config=config.tiny.task)
+    test_sets = sibling_sets(policy, generate(args.test, split="test", config=config.tiny.task), args.k)
+    needs_train_sets = {"head", "pairs"} & set(args.verifiers)
+    train_sets = sibling_sets(policy, train_problems, args.k) if needs_train_sets else []
+    console.print(f"sibling sets: {len(test_sets)} held-out states ({sum(x[2] for x in test_sets)} gold), "
+                  f"{len(train_sets)} training states ({time.perf_counter() - t_start:.0f} s)")
+    out = Path(args.out)
+    sft = SFTSettings(max_steps=300, learning_rate=1e-3, batch_size=64)
+    rows: list[tuple[str, str, tuple, tuple | None]] = []
+    for name in args.verifiers:
+        t0 = time.perf_counter()
+        note, own = "", None
+        if name == "policy":
+            scorer = LogProbScorer(policy_dir)
+        elif name == "head":
+            data = [{"text": parent + step, "target": 1.0 if ok else -1.0} for parent, step, ok in train_sets]
+            random.Random(0).shuffle(data)
+            train_value(policy_dir, data, out / name, ValueSettings(max_steps=600, batch_size=64, loss="bce"))
+            scorer, note = TransformersValue(str(out / name)), f"{len(data)} labelled steps"
+            own = aucs(scorer, train_sets[:len(test_sets)])
+        elif name == "pairs":
+            by_parent: dict[str, tuple[list, list]] = {}
+            for parent, step, ok in train_sets:
+                by_parent.setdefault(parent, ([], []))[0 if ok else 1].append(parent + step)
+            pairs = [{"chosen": a, "rejected": b}
+                     for good, bad in by_parent.values() for a, b in zip(good, bad, strict=False)]
+            random.Random(0).shuffle(pairs)
+            train_orm(policy_dir, pairs, out / name, RewardSettings(max_steps=300, batch_size=64))
+            scorer, note = TransformersValue(str(out / name)), f"{len(pairs)} sibling pairs"
+            own = aucs(scorer, train_sets[:len(test_sets)])
+        elif name == "own-rollouts":
+            sample = train_problems[:2000]
+            paths = sample_paths([p.prompt for p in sample], propose=policy.propose_steps, n=8,
+                                 temperature=config.policy.temperature, max_depth=6)
+            traces = sorted({(p.prompt, "".join(c.text for c in path))
+                             for p, group in zip(sample, paths, strict=True)
+                             for path in group if p.check(final_answer(path[-1].text) or "")})
+            data = [{"prompt": a, "completion": b} for a, b in traces]
+            train_policy(policy_dir, data, out / name, sft)
+            scorer, note = LogProbScorer(str(out / name)), f"{len(data)} distinct correct rollouts"
+        else:  # filtered-demos
+            demos = demonstrations(config.tiny)
+            kept = outcome_filtered(demos, generate(config.tiny.n_demos, split="demo", config=config.tiny.task))
+            data = kept[:sft.max_steps * sft.batch_size]
+            train_policy(policy_dir, data, out / name, sft)
+            scorer, note = LogProbScorer(str(out / name)), (f"{len(data)} of {len(kept)} demonstrations whose "
+                                                            f"answer checks (of {len(demos)})")
+        rows.append((name, note, aucs(scorer, test_sets), own))
+        console.print(f"{name}: {time.perf_counter() - t0:.0f} s")
+    table = Table(title=f"{config.task.name}: telling the policy's right next step from its wrong one "
+                        f"({args.test} held-out problems, k = {args.k})")
+    for col in ("verifier", "trained on", "AUC, all", "AUC, siblings", "on its training problems: all / siblings"):
+        table.add_column(col, justify="left" if col in ("verifier", "trained on") else "right")
+    for name, note, (auc, sib), own in rows:
+        table.add_row(name, note, _fmt(auc), _fmt(sib), "" if own is None else f"{_fmt(own[0])} / {_fmt(own[1])}")
+    console.print(table)
+    console.print(f"wall time {(time.perf_counter() - t_start) / 60:.1f} min")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    main()
