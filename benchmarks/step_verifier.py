@@ -2,7 +2,8 @@
 few CPU-minutes, measured by AUC between siblings (the choice a search makes) on held-out problems.
 
     python benchmarks/step_verifier.py [--config configs/testbed.yaml] [--workdir work/report-full] \
-        [--train 4000] [--test 300] [--k 4] [--verifiers policy head pairs own-rollouts filtered-demos]
+        [--train 4000] [--test 300] [--k 4] [--verifiers policy head pairs own-rollouts filtered-demos] \
+        [--head-steps 600]
 
 Sibling sets: at every gold prefix of a problem (depth 0 to the last step), k next steps sampled from the
 testbed policy at its temperature, each labelled by whether it is the gold step
@@ -13,7 +14,7 @@ could be given (the flow's are inferred from rollouts and noisier). Verifiers:
 - `policy`: the policy's own confidence in the step (its weakest step's geometric-mean token probability);
   no training.
 - `head`: treeflow's value model (policy backbone + scalar head read at the step's last token), cross-entropy
-  on the labels, 600 steps.
+  on the labels, 600 steps (`--head-steps`).
 - `pairs`: the same network trained only to rank each (right, wrong) pair of siblings (Bradley-Terry, TRL
   RewardTrainer), 300 steps: whatever is shared by siblings, such as how hard the problem is, cancels out.
 - `own-rollouts`: a copy of the policy fine-tuned (SFT, 300 steps) on its own distinct correct rollouts of
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=300)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--verifiers", nargs="+", choices=VERIFIERS, default=VERIFIERS)
+    parser.add_argument("--head-steps", type=int, default=600, help="training steps of the `head` verifier")
     parser.add_argument("--out", default="work/step-verifier", help="where the trained verifiers are saved")
     args = parser.parse_args()
 
@@ -116,8 +118,10 @@ def main() -> None:
         elif name == "head":
             data = [{"text": parent + step, "target": 1.0 if ok else -1.0} for parent, step, ok in train_sets]
             random.Random(0).shuffle(data)
-            train_value(policy_dir, data, out / name, ValueSettings(max_steps=600, batch_size=64, loss="bce"))
-            scorer, note = TransformersValue(str(out / name)), f"{len(data)} labelled steps"
+            train_value(policy_dir, data, out / name, ValueSettings(max_steps=args.head_steps, batch_size=64,
+                                                                          loss="bce"))
+            scorer = TransformersValue(str(out / name))
+            note = f"{len(data)} labelled steps, {args.head_steps} steps"
             own = aucs(scorer, train_sets[:len(test_sets)])
         elif name == "pairs":
             by_parent: dict[str, tuple[list, list]] = {}
