@@ -11,9 +11,9 @@ ever does. It scores a state +1 when every step so far is the gold solution's st
 Gaussian noise of sd `--noise` (fixed per state and seed), squashed by tanh into the value model's (-1, 1).
 Noise 0 is a perfect process verifier; more noise lowers its AUC. `--value DIR` adds a learned value
 model, `--logprob` the policy's own confidence (its least confident step), `--logprob DIR` that of another
-causal LM (a verifier that knows more than the policy, say one trained on clean data). For every verifier the table
-gives its AUC over every state it scored and between siblings only (`models.metrics.sibling_auc`), the
-choice a search makes at each node; the figure plots accuracy against the latter. Everything else is the
+causal LM (a verifier that knows more than the policy). For every verifier the table gives its AUC over
+every state it scored and between siblings only (`models.metrics.sibling_auc`), the choice a search makes
+at each node; the figure plots accuracy against the latter. Everything else is the
 flow's: the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream,
 the budgets. Self-Consistency and greedy never call a verifier, so they run once per seed.
 """
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.5, 3.0])
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--value", default=None, help="also search with this learned value model directory")
-    parser.add_argument("--logprob", nargs="?", const="policy", default=None, metavar="DIR",
+    parser.add_argument("--logprob", nargs="?", const=True, default=None, metavar="DIR",
                         help="also search with the policy's own confidence in each step as the value, or with "
                              "that of the causal LM in DIR")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/verifier-ceiling.png)")
@@ -72,7 +72,7 @@ def main() -> None:
 
         value_model = TransformersValue(args.value)
     levels: list[float | str | None] = [*args.noise, *([None] * (value_model is not None)),
-                                        *([_LOGPROB[args.logprob == "policy"]] * bool(args.logprob))]
+                                        *([_LOGPROB[args.logprob is True]] * bool(args.logprob))]
     for seed in args.seeds:
         problems = _problems(config, args.problems)
         greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
@@ -82,7 +82,7 @@ def main() -> None:
                                   args.budgets, seed, None).items():
             rows.setdefault(("self_consistency", budget), []).append(point)
         for level in levels:
-            scorer_dir = policy_dir if args.logprob == "policy" else args.logprob
+            scorer_dir = policy_dir if args.logprob is True else args.logprob
             model = value_model if level is None else LogProbScorer(scorer_dir) if level in _LOGPROB else None
             verifier = Verifier(problems, level if isinstance(level, float) else 0.0, seed, model=model)
             for method in GUIDED:
