@@ -72,7 +72,7 @@ def main() -> None:
 
         value_model = TransformersValue(args.value)
     levels: list[float | str | None] = [*args.noise, *([None] * (value_model is not None)),
-                                        *([_LOGPROB[args.logprob is True]] * bool(args.logprob))]
+                                        *([_logprob_label(args.logprob)] * bool(args.logprob))]
     for seed in args.seeds:
         problems = _problems(config, args.problems)
         greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
@@ -82,8 +82,7 @@ def main() -> None:
                                   args.budgets, seed, None).items():
             rows.setdefault(("self_consistency", budget), []).append(point)
         for level in levels:
-            scorer_dir = policy_dir if args.logprob is True else args.logprob
-            model = value_model if level is None else LogProbScorer(scorer_dir) if level in _LOGPROB else None
+            model = verifier_model(level, value_model, policy_dir if args.logprob is True else args.logprob)
             verifier = Verifier(problems, level if isinstance(level, float) else 0.0, seed, model=model)
             for method in GUIDED:
                 for budget, point in _run(config, policy_dir, problems, method, configs[method], args.budgets,
@@ -155,7 +154,16 @@ class Verifier:
                            [s[:s.rstrip("\n").rfind("\n") + 1] for s in states])
 
 
-_LOGPROB = {True: "policy log-prob", False: "verifier LM log-prob"}  # keyed by: is it the policy's own?
+def _logprob_label(logprob: bool | str) -> str:
+    return "policy log-prob" if logprob is True else "verifier LM log-prob"
+
+
+def verifier_model(level: float | str | None, value_model, logprob_dir: str | None):
+    """What scores the states at one verifier level: the learned value model (None), a causal LM's confidence
+    (a log-prob label), or nothing, for the synthetic verifier (a noise sd)."""
+    if level is None:
+        return value_model
+    return LogProbScorer(logprob_dir) if isinstance(level, str) else None
 
 
 def _level(noise: float | str | None) -> str:

@@ -72,3 +72,11 @@ def test_the_policys_confidence_is_its_weakest_step_so_a_longer_path_never_score
     assert all(-1.0 < v <= 1.0 for v in values)
     assert all(later <= earlier + 1e-9 for earlier, later in zip(values, values[1:], strict=False))
     assert scorer.score(paths[1:2]) == pytest.approx(values[1:2])  # batching does not change a score
+
+
+def test_each_verifier_level_is_scored_by_its_own_model(ceiling, tiny_policy_dir):
+    value = ByDepth()
+    assert ceiling.verifier_model(None, value, None) is value
+    assert ceiling.verifier_model(1.5, value, str(tiny_policy_dir)) is None  # synthetic: reads the gold path
+    for label in (ceiling._logprob_label(True), ceiling._logprob_label(str(tiny_policy_dir))):
+        assert isinstance(ceiling.verifier_model(label, value, str(tiny_policy_dir)), ceiling.LogProbScorer)
