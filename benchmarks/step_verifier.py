@@ -41,7 +41,7 @@ def sibling_sets(policy, problems: list, k: int) -> list[tuple[str, str, bool]]:
     """(parent state, next step, is it the gold step) for k sampled next steps at every gold prefix."""
     from problems.arithmetic import on_track, solution_steps
 
-    owners = [(p, solution_steps(p)[:d]) for p in problems for d in range(len(solution_steps(p)))]
+    owners = [(p, gold[:d]) for p in problems for gold in [solution_steps(p)] for d in range(len(gold))]
     prefixes = [p.prompt + "".join(gold) for p, gold in owners]
     out = []
     for (p, gold), prefix, group in zip(owners, prefixes, policy.propose_steps(prefixes, k), strict=True):

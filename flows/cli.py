@@ -274,7 +274,7 @@ def _iteration_table(result: dict, title: str, budget: int):
     for it in result["iterations"]:
         i = it["iteration"]
         table.add_row(str(i), pct(acc.get((i, "greedy"))), pct(acc.get((i, "mcts_alpha"))),
-                      num(it["value_heldout_auc"], ".3f"), num(it.get("value_heldout_sibling_auc"), ".3f"),
+                      num(it["value_heldout_auc"], ".3f"), num(it["value_heldout_sibling_auc"], ".3f"),
                       num(it["value_heldout_mse"], ".3f"),
                       num(it["generated_tokens_per_problem"], ".0f"), num(it["traces"], "d"))
     return table
