@@ -41,7 +41,7 @@ class Problem:
 
 
 #: The built-in tasks; each is a module `problems.<name>`.
-TASK_NAMES = ("arithmetic", "game24", "gsm8k")
+TASK_NAMES = ("arithmetic", "countdown", "game24", "gsm8k")
 
 
 def _task_module(task: str):
@@ -58,7 +58,7 @@ def load_problems(task: str, split: str, **options) -> list[Problem]:
 def select_problems(task: str, split: str, start: int, count: int, options: dict | None = None) -> list[Problem]:
     """Problems [start, start + count) of a split; fixed-size datasets wrap around, generators extend."""
     options = dict(options or {})
-    if task == "arithmetic":
+    if task in ("arithmetic", "countdown"):  # generators: any number of problems
         return load_problems(task, split, n=start + count, **options)[start:]
     pool = load_problems(task, split, **options)
     if not pool:
