@@ -30,7 +30,7 @@ class _Strict(BaseModel):
 class TaskSettings(_Strict):
     """Which problems: `options` go to the task's loader (e.g. arithmetic's n_ops, gsm8k's source)."""
 
-    name: Literal["arithmetic", "game24", "gsm8k"] = "arithmetic"
+    name: Literal["arithmetic", "countdown", "game24", "gsm8k"] = "arithmetic"
     train_per_iteration: int = Field(256, ge=1, description="fresh training problems searched per iteration")
     test_size: int = Field(200, ge=1, description="test problems every method is evaluated on")
     options: dict = Field(default_factory=dict)
@@ -184,6 +184,14 @@ class FlywheelConfig(_Strict):
     generation: GenerationSettings = GenerationSettings()
     training: TrainingPlacement = TrainingPlacement()
     registry: RegistrySettings = RegistrySettings()
+
+    @model_validator(mode="after")
+    def _tiny_policy_knows_the_task(self) -> FlywheelConfig:
+        mismatch = self.task.name != self.tiny.task_name and "countdown" in (self.task.name, self.tiny.task_name)
+        if self.policy.path is None and mismatch:
+            raise ValueError(f"task.name: the built-in tiny policy is bootstrapped on {self.tiny.task_name}, "
+                             f"not {self.task.name} (make tiny.countdown and task.name agree, or set policy.path)")
+        return self
 
     @model_validator(mode="after")
     def _gate_is_evaluated(self) -> FlywheelConfig:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from models.training import SFTSettings, planned_steps, train_policy
 from problems.arithmetic import ArithmeticConfig, generate, solution_steps
+from problems.countdown import CountdownConfig
+from problems.countdown import demonstrations as countdown_demonstrations
 
 RECIPE_VERSION = 2
 
@@ -37,12 +39,25 @@ class TinyRecipe:
     seed: int = 0
     #: end the bootstrap after this many optimizer steps of the full run's schedule (None: the whole run)
     stop_step: int | None = None
+    #: bootstrap on Countdown puzzles drawn so (each demonstration the random play that made its puzzle, all
+    #: correct: `error_rate` must be 0) instead of on chain arithmetic (`task`)
+    countdown: CountdownConfig | None = None
+
+    def __post_init__(self):
+        if self.countdown is not None and self.error_rate:
+            raise ValueError("error_rate: Countdown demonstrations are exact plays; set it to 0 with `countdown`")
+
+    @property
+    def task_name(self) -> str:
+        """The task the bootstrap policy is trained on."""
+        return "arithmetic" if self.countdown is None else "countdown"
 
     def digest(self) -> str:
         """Content hash of the recipe (and the recipe code's version): names the cache directory."""
         fields = _typed(self)
-        if fields["stop_step"] is None:  # a field added later keeps older recipes' hashes (and caches)
-            del fields["stop_step"]
+        for added_later in ("stop_step", "countdown"):  # unset, they keep older recipes' hashes (and caches)
+            if fields[added_later] is None:
+                del fields[added_later]
         blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -68,7 +83,9 @@ def bootstrap_steps(recipe: TinyRecipe) -> int:
 
 
 def demonstrations(recipe: TinyRecipe) -> list[dict]:
-    """Noisy `{"prompt", "completion"}` demonstrations from the task's `demo` split."""
+    """`{"prompt", "completion"}` demonstrations from the task's `demo` split (noisy ones for arithmetic)."""
+    if recipe.countdown is not None:
+        return countdown_demonstrations(recipe.n_demos, config=recipe.countdown)
     rng = random.Random(recipe.seed)
     problems = generate(recipe.n_demos, split="demo", config=recipe.task)
     return [{"prompt": p.prompt, "completion": "".join(solution_steps(p, rng=rng, error_rate=recipe.error_rate))}

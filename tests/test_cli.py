@@ -92,3 +92,15 @@ def test_the_vllm_backend_without_vllm_is_one_clear_error(tmp_path, capsys):
 
 def test_a_registered_model_that_does_not_exist_is_one_clear_error(tmp_path, capsys):
     _fails(tmp_path, capsys, 'policy:\n  path: "models:/treeflow-policy@champion"\n', "registered model not found")
+
+
+def test_the_tiny_policy_and_the_task_must_agree_on_countdown(tmp_path, capsys):
+    from flows.config import load_config
+
+    config = load_config(Path(__file__).parents[1] / "configs" / "countdown.yaml")
+    assert config.task.name == config.tiny.task_name == "countdown" and config.tiny.error_rate == 0
+    _fails(tmp_path, capsys, "task:\n  name: countdown\n", "bootstrapped on arithmetic, not countdown")
+    _fails(tmp_path, capsys, "tiny:\n  countdown: {}\n  error_rate: 0\n",
+           "bootstrapped on countdown, not arithmetic")
+    _fails(tmp_path, capsys, "task:\n  name: countdown\ntiny:\n  countdown: {}\n",
+           "'tiny': Value error, error_rate")
