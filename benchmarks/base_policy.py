@@ -1,8 +1,9 @@
 """How much headroom a policy leaves for search: greedy vs pass@n and majority@n on the test split.
 
-    python benchmarks/base_policy.py [--policy DIR] [--problems 400] [--n 16] [--temperature 0.7]
+    python benchmarks/base_policy.py [--policy DIR] [--config YAML] [--problems 400] [--n 16] [--temperature 0.7]
 
-Without --policy it bootstraps (or reuses from work/cache) the default tiny model, as `treeflow demo` does.
+Without --policy it bootstraps (or reuses from work/cache) the tiny model of `--config` (default: the one
+`treeflow demo` uses), and tests on that config's task (default: chain arithmetic).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default=None)
+    parser.add_argument("--config", default=None, help="flywheel config whose tiny recipe and task to use")
     parser.add_argument("--cache", default="work/cache")
     parser.add_argument("--problems", type=int, default=400)
     parser.add_argument("--n", type=int, default=16)
@@ -23,14 +25,16 @@ def main() -> None:
     from flows import env
 
     env.configure()
+    from flows.config import FlywheelConfig, load_config
     from models.hf_policy import TransformersPolicy
-    from models.tiny import TinyRecipe, bootstrap
-    from problems.arithmetic import generate
+    from models.tiny import bootstrap
+    from problems import select_problems
     from search import SamplingConfig, greedy, self_consistency
 
-    policy_dir = args.policy or str(bootstrap(TinyRecipe(), args.cache))
+    config = load_config(args.config) if args.config else FlywheelConfig()
+    policy_dir = args.policy or str(bootstrap(config.tiny, args.cache))
     policy = TransformersPolicy.from_pretrained(policy_dir, temperature=args.temperature)
-    problems = generate(args.problems, split="test")
+    problems = select_problems(config.task.name, "test", 0, args.problems, config.task.options)
     prompts = [p.prompt for p in problems]
     t0 = time.perf_counter()
     g = greedy(prompts, SamplingConfig(max_depth=8), propose=policy.propose_steps)

@@ -7,9 +7,13 @@ few CPU-minutes, measured by AUC between siblings (the choice a search makes) on
 
 Sibling sets: at every gold prefix of a problem (depth 0 to the last step), k next steps sampled from the
 testbed policy at its temperature, each labelled by whether it is the gold step
-(`problems.arithmetic.on_track`). On test problems that label is the measurement; on train problems it is
-also the training label of `head` and `pairs`: exact process supervision, the best labels a value model
-could be given (the flow's are inferred from rollouts and noisier). Verifiers:
+(`problems.arithmetic.on_track`). With `--config configs/countdown.yaml` the policy is the Countdown one,
+the gold solution the play that made each puzzle, and a step is right when the numbers left can still make
+the target (`problems.countdown.on_track`); the table then also splits the sibling AUC by the wrong step's
+fault (miscomputed, dead end, ...): planning (dead ends) against arithmetic. On test problems that label is
+the measurement; on train problems it is also the training label of `head` and `pairs`: exact process
+supervision, the best labels a value model could be given (the flow's are inferred from rollouts and
+noisier). Verifiers:
 
 - `policy`: the policy's own confidence in the step (its weakest step's geometric-mean token probability);
   no training.
@@ -37,25 +41,60 @@ ROOT = Path(__file__).resolve().parents[1]
 VERIFIERS = ["policy", "head", "pairs", "own-rollouts", "filtered-demos"]
 
 
-def sibling_sets(policy, problems: list, k: int) -> list[tuple[str, str, bool]]:
-    """(parent state, next step, is it the gold step) for k sampled next steps at every gold prefix."""
-    from problems.arithmetic import on_track, solution_steps
+def solved(config, split: str, n: int) -> list[tuple]:
+    """`n` problems of the tiny policy's task, each with a gold solution (Countdown: the play that made it)."""
+    from problems import arithmetic, countdown
 
-    owners = [(p, gold[:d]) for p in problems for gold in [solution_steps(p)] for d in range(len(gold))]
+    if config.tiny.countdown is not None:
+        return countdown.solved(n, split=split, config=config.tiny.countdown)
+    problems = arithmetic.generate(n, split=split, config=config.tiny.task)
+    return [(p, arithmetic.solution_steps(p)) for p in problems]
+
+
+def sibling_sets(policy, solved: list[tuple], k: int) -> list[tuple[str, str, bool]]:
+    """(parent state, next step, label) for k sampled next steps at every prefix of each (problem, gold
+    solution); the label is the task's `on_track` (arithmetic: is it the gold step; Countdown: can the
+    numbers left still make the target)."""
+    from problems import TASKS
+
+    owners = [(p, gold[:d]) for p, gold in solved for d in range(len(gold))]
     prefixes = [p.prompt + "".join(gold) for p, gold in owners]
     out = []
     for (p, gold), prefix, group in zip(owners, prefixes, policy.propose_steps(prefixes, k), strict=True):
-        out += [(prefix, c.text, on_track(p, [*gold, c.text])) for c in group]
+        out += [(prefix, c.text, TASKS[p.task].on_track(p, [*gold, c.text])) for c in group]
     return out
 
 
-def aucs(scorer, sets: list[tuple[str, str, bool]]) -> tuple[float | None, float | None]:
-    """AUC over every state, and between siblings only."""
+def aucs(scorer, sets: list[tuple[str, str, bool]], kinds: list[str | None] | None = None):
+    """AUC over every state, and between siblings only; with `kinds` (each wrong step's fault, None for
+    the right ones), also between siblings per fault: each kind's wrong steps against their right siblings."""
     from models.metrics import roc_auc, sibling_auc
 
     scores = scorer.score([parent + step for parent, step, _ in sets])
     labels = [label for *_, label in sets]
-    return roc_auc(scores, labels), sibling_auc(scores, labels, [parent for parent, *_ in sets])
+    out = (roc_auc(scores, labels), sibling_auc(scores, labels, [parent for parent, *_ in sets]))
+    if kinds is None:
+        return out
+    per_kind = {}
+    for kind in sorted({k for k in kinds if k is not None}):
+        keep = [i for i, k in enumerate(kinds) if k in (None, kind)]
+        per_kind[kind] = sibling_auc([scores[i] for i in keep], [labels[i] for i in keep],
+                                     [sets[i][0] for i in keep])
+    return (*out, per_kind)
+
+
+def faults(sets: list[tuple[str, str, bool]], solved: list[tuple]) -> list[str | None] | None:
+    """Each step's fault (`problems.countdown.fault`; None when right), for Countdown; None for other tasks."""
+    from problems import countdown
+
+    if not solved or solved[0][0].task != "countdown":
+        return None
+    by_prompt = {p.prompt: p for p, _ in solved}
+    out = []
+    for parent, step, _ in sets:
+        prompt = parent[:parent.index("\n") + 1]
+        out.append(countdown.fault(by_prompt[prompt], [*parent[len(prompt):].splitlines(keepends=True), step]))
+    return out
 
 
 def outcome_filtered(rows: list[dict], problems: list) -> list[dict]:
@@ -91,7 +130,6 @@ def main() -> None:
     from models.tiny import bootstrap, demonstrations
     from models.training import RewardSettings, SFTSettings, ValueSettings, train_orm, train_policy, train_value
     from models.value import TransformersValue
-    from problems.arithmetic import generate
     from problems.steps import final_answer
     from search.sampling import sample_paths
 
@@ -101,12 +139,18 @@ def main() -> None:
     torch.manual_seed(0)
     policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature)
     console = Console(width=130)
-    train_problems = generate(args.train, split="train", config=config.tiny.task)
-    test_sets = sibling_sets(policy, generate(args.test, split="test", config=config.tiny.task), args.k)
+    train_solved = solved(config, "train", args.train)
+    train_problems = [p for p, _ in train_solved]
+    test_solved = solved(config, "test", args.test)
+    test_sets = sibling_sets(policy, test_solved, args.k)
+    kinds = faults(test_sets, test_solved)
     needs_train_sets = {"head", "pairs"} & set(args.verifiers)
-    train_sets = sibling_sets(policy, train_problems, args.k) if needs_train_sets else []
-    console.print(f"sibling sets: {len(test_sets)} held-out states ({sum(x[2] for x in test_sets)} gold), "
+    train_sets = sibling_sets(policy, train_solved, args.k) if needs_train_sets else []
+    console.print(f"sibling sets: {len(test_sets)} held-out states ({sum(x[2] for x in test_sets)} right), "
                   f"{len(train_sets)} training states ({time.perf_counter() - t_start:.0f} s)")
+    if kinds is not None:
+        console.print("held-out wrong steps by fault: " + ", ".join(
+            f"{k} {kinds.count(k)}" for k in sorted({k for k in kinds if k is not None})))
     out = Path(args.out)
     sft = SFTSettings(max_steps=300, learning_rate=1e-3, batch_size=64)
     rows: list[tuple[str, str, tuple, tuple | None]] = []
@@ -145,19 +189,23 @@ def main() -> None:
             scorer, note = LogProbScorer(str(out / name)), f"{len(data)} distinct correct rollouts"
         else:  # filtered-demos
             demos = demonstrations(config.tiny)
-            kept = outcome_filtered(demos, generate(config.tiny.n_demos, split="demo", config=config.tiny.task))
+            kept = outcome_filtered(demos, [p for p, _ in solved(config, "demo", config.tiny.n_demos)])
             data = kept[:sft.max_steps * sft.batch_size]
             train_policy(policy_dir, data, out / name, sft)
             scorer, note = LogProbScorer(str(out / name)), (f"{len(data)} of {len(kept)} demonstrations whose "
                                                             f"answer checks (of {len(demos)})")
-        rows.append((name, note, aucs(scorer, test_sets), own))
+        rows.append((name, note, aucs(scorer, test_sets, kinds), own))
         console.print(f"{name}: {time.perf_counter() - t0:.0f} s")
     table = Table(title=f"{config.task.name}: telling the policy's right next step from its wrong one "
                         f"({args.test} held-out problems, k = {args.k})")
-    for col in ("verifier", "trained on", "AUC, all", "AUC, siblings", "on its training problems: all / siblings"):
+    fault_kinds = sorted({k for k in kinds or [] if k is not None})
+    for col in ("verifier", "trained on", "AUC, all", "AUC, siblings",
+                *(f"siblings: right vs {k}" for k in fault_kinds), "on its training problems: all / siblings"):
         table.add_column(col, justify="left" if col in ("verifier", "trained on") else "right")
-    for name, note, (auc, sib), own in rows:
-        table.add_row(name, note, _fmt(auc), _fmt(sib), "" if own is None else f"{_fmt(own[0])} / {_fmt(own[1])}")
+    for name, note, (auc, sib, *by_fault), own in rows:
+        per_fault = [_fmt(by_fault[0].get(k)) for k in fault_kinds] if by_fault else []
+        table.add_row(name, note, _fmt(auc), _fmt(sib), *per_fault,
+                      "" if own is None else f"{_fmt(own[0])} / {_fmt(own[1])}")
     console.print(table)
     console.print(f"wall time {(time.perf_counter() - t_start) / 60:.1f} min")
 

@@ -19,7 +19,7 @@ def test_sibling_sets_sample_k_steps_at_every_gold_prefix_and_label_them_by_the_
 
     problems = select_problems("arithmetic", "test", 0, 3, {})
     policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), temperature=1.0)
-    sets = bench.sibling_sets(policy, problems, k=3)
+    sets = bench.sibling_sets(policy, [(p, solution_steps(p)) for p in problems], k=3)
     by_parent: dict[str, list] = {}
     for parent, step, ok in sets:
         by_parent.setdefault(parent, []).append((step, ok))
@@ -68,3 +68,48 @@ def test_outcome_filtered_demonstrations_are_exactly_those_with_every_step_right
              if on_track(p, r["completion"].splitlines(keepends=True)[:-1])]
     assert 100 < len(kept) < 250  # about half carry a wrong step
     assert kept == clean  # a wrong step always carries through to a wrong answer, so the answer check finds it
+
+
+def test_countdown_sibling_sets_are_labelled_by_reachability_and_split_by_fault(bench, tiny_policy_dir):
+    """On Countdown a step is right when the numbers left can still make the target, whichever move it is;
+    each wrong one is named by its fault, and the AUC is split by fault."""
+    from models.hf_policy import TransformersPolicy
+    from problems.countdown import fault, solved
+
+    plays = solved(3, split="test")
+    policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), temperature=1.0)
+    sets = bench.sibling_sets(policy, plays, k=2)
+    assert len(sets) == 2 * sum(len(steps) for _, steps in plays)
+    kinds = bench.faults(sets, plays)
+    assert [k is None for k in kinds] == [ok for *_, ok in sets]
+    assert set(kinds) - {None} <= {"malformed", "miscomputed", "dead end", "wrong answer"}
+    # the gold plays themselves, and a move that leaves numbers which cannot make the target
+    p, steps = plays[0]
+    gold = [(p.prompt + "".join(steps[:d]), steps[d], True) for d in range(len(steps))]
+    assert bench.faults(gold, plays) == [None] * len(steps)
+    dead = [(p.prompt, s, fault(p, [s]) is None) for s in _first_moves(p)]
+    kinds = bench.faults(dead, plays)
+    assert "dead end" in kinds and None in kinds
+
+    class Oracle:
+        def score(self, states):
+            return [float(fault(p, states_steps(s)) is None) for s in states]
+
+    def states_steps(state):
+        return state[len(p.prompt):].splitlines(keepends=True)
+
+    auc, sib, by_fault = bench.aucs(Oracle(), dead, kinds)
+    assert sib == 1.0 and by_fault == {"dead end": 1.0}
+
+
+def _first_moves(p):
+    from problems.countdown import moves
+
+    nums = [int(x) for x in p.question.split()]
+    out = []
+    for i in range(4):
+        for j in range(i + 1, 4):
+            rest = [nums[m] for m in range(4) if m not in (i, j)]
+            for op, a, b, c in moves(nums[i], nums[j], 99):
+                out.append(f"{a} {op} {b} = {c} (left: {' '.join(map(str, sorted([*rest, c])))})\n")
+    return out
