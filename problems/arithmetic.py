@@ -30,6 +30,8 @@ class ArithmeticConfig:
 
 
 SPLIT_SEEDS = {"train": 1, "test": 2, "demo": 3}
+#: problems are drawn, not read: `load(split, n=...)` gives any number
+GENERATED = True
 
 
 def _draw_op(value: int, rng: random.Random, cfg: ArithmeticConfig) -> tuple[str, int]:

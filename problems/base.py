@@ -58,7 +58,7 @@ def load_problems(task: str, split: str, **options) -> list[Problem]:
 def select_problems(task: str, split: str, start: int, count: int, options: dict | None = None) -> list[Problem]:
     """Problems [start, start + count) of a split; fixed-size datasets wrap around, generators extend."""
     options = dict(options or {})
-    if task in ("arithmetic", "countdown"):  # generators: any number of problems
+    if getattr(_task_module(task), "GENERATED", False):
         return load_problems(task, split, n=start + count, **options)[start:]
     pool = load_problems(task, split, **options)
     if not pool:

@@ -141,16 +141,21 @@ def evaluate(expr: str) -> tuple[Fraction, list[int]]:
     return ev(tree.body), used
 
 
-def check(problem: Problem, answer: str) -> bool:
-    """The answer `<expr> = 24` (or `<expr>`) uses exactly the puzzle's numbers and equals 24 exactly."""
-    expr = answer.split("=")[0]
+def makes(answer: str, numbers: str, target: int) -> bool:
+    """Whether the answer `<expr> = ...` (or `<expr>`) uses exactly `numbers` (space-separated) and equals
+    `target` exactly."""
     try:
-        value, used = evaluate(expr)
+        value, used = evaluate(answer.split("=")[0])
     except ValueError:
         return False
-    return value == 24 and Counter(used) == Counter(int(x) for x in problem.question.split())
+    return value == target and Counter(used) == Counter(int(x) for x in numbers.split())
+
+
+def check(problem: Problem, answer: str) -> bool:
+    """The answer `<expr> = 24` (or `<expr>`) uses exactly the puzzle's numbers and equals 24 exactly."""
+    return makes(answer, problem.question, 24)
 
 
 def canonical(answer: str) -> str:
-    """The expression without spaces (answers all end in `= 24`, so compare the expressions)."""
+    """The expression without spaces (answers all end in `= <target>`, so compare the expressions)."""
     return answer.split("=")[0].replace(" ", "")
