@@ -47,6 +47,9 @@ class PolicySettings(_Strict):
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
     device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ..., or auto "
                                            "(the GPU of whichever worker runs the step, where it has one)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights of the policy and value model at search: auto is bfloat16 on a GPU that has "
+                            "it, float32 on the CPU (training keeps float32 weights, bf16 autocast on GPUs)")
 
 
 class ValueBootstrap(_Strict):

@@ -49,13 +49,16 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
 def _search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str | None) -> dict:
     return dict(task_name=config.task.name, task_options=config.task.options, policy_path=policy,
                 value_path=value, temperature=config.policy.temperature, backend=config.policy.backend,
-                device=config.policy.device,
+                device=config.policy.device, dtype=config.policy.dtype,
                 max_step_tokens=config.policy.max_step_tokens, max_batch_rows=config.policy.max_batch_rows,
                 batch_size=config.batch_size, seed=config.seed, run_id=run_id)
 
 
 def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, method: str) -> str:
     return str(config.paths["shards"] / run_id / f"it{iteration}-{stage}-{method}")
+
+
+_HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the cached value model's key alone
 
 
 def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
@@ -66,8 +69,8 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
         return resolve_model(config.value.path)
     key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
-                                     config.value_holdout,
-                                     config.policy.model_dump(exclude={"backend", "device"}), config.seed],
+                                     config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
+                                     config.seed],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
     if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)

@@ -30,7 +30,8 @@ class Models:
 def fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, out: str) -> dict:
     """The value model trained on the configured targets of the run's trees up to `iteration`."""
     return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
-                          config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device)
+                          config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device,
+                          config.policy.dtype)
 
 
 def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models: Models) -> tuple[Models, dict]:

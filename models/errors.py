@@ -76,3 +76,19 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The weights' dtype on a resolved device: `auto` is bfloat16 on a GPU that has it (what 1-70B
+    models are served in), else float32; any other name in `DTYPES` is taken as given."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    gpu = torch.device(device).type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if gpu else torch.float32

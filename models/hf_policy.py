@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.errors import resolve_device, resolve_model
+from models.errors import resolve_device, resolve_dtype, resolve_model
 from models.policy import Candidate
 
 
@@ -50,7 +50,8 @@ class TransformersPolicy:
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
         self.device = next(self.model.parameters()).device
-        self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        # on the model's device, so a step's probabilities never leave it (one vocabulary row per sample)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         vocab = len(self.tokenizer)
         texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
         self.stop_ids = torch.tensor([i for i, t in enumerate(texts) if "\n" in t] +
@@ -63,14 +64,15 @@ class TransformersPolicy:
         self.generator.manual_seed(seed)
 
     @classmethod
-    def from_pretrained(cls, path: str, *, dtype: torch.dtype | None = None, device: str = "cpu",
+    def from_pretrained(cls, path: str, *, device: str = "cpu", dtype: str = "auto",
                         **kwargs) -> TransformersPolicy:
-        """Load a model directory (or hub id where a hub is reachable)."""
+        """Load a model directory (or hub id where a hub is reachable) onto `device` in `dtype` (see
+        `resolve_dtype`: `auto` is bfloat16 on a GPU, float32 on the CPU)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = resolve_model(path)
+        path, device = resolve_model(path), resolve_device(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(resolve_device(device))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device)).to(device)
         return cls(model=model, tokenizer=tokenizer, **kwargs)
 
     def propose_steps(self, prefixes: list[str], k: int, *, temperature: float | None = None
@@ -109,8 +111,8 @@ class TransformersPolicy:
             if temperature <= 0:
                 tok = logits.argmax(-1)
             else:
-                probs = torch.softmax(logits / temperature, dim=-1).cpu()
-                tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1).to(self.device)
+                probs = torch.softmax(logits / temperature, dim=-1)
+                tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
             live = ~done
             tokens[alive[live], t] = tok[live]
             logps[alive[live], t] = torch.log_softmax(logits[live], dim=-1).gather(1, tok[live, None]).squeeze(1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.errors import resolve_device, resolve_model
+from models.errors import resolve_device, resolve_dtype, resolve_model
 from models.training import LOGIT_HEAD
 
 
@@ -23,13 +23,14 @@ class TransformersValue:
     """
 
     def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256,
-                 reuse_prefix_cache: bool = True, device: str = "cpu") -> None:
+                 reuse_prefix_cache: bool = True, device: str = "cpu", dtype: str = "auto") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        path = resolve_model(path)
+        path, device = resolve_model(path), resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.truncation_side = "left"
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(resolve_device(device)).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=resolve_dtype(dtype, device)).to(device).eval()
         self.device = self.model.device
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", max_length)

@@ -48,7 +48,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                method_config, policy_path: str, value_path: str | None, temperature: float,
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
                run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
-               backend: str = "transformers", device: str = "cpu", torch_threads: int | None = None) -> dict:
+               backend: str = "transformers", device: str = "cpu", dtype: str = "auto",
+               torch_threads: int | None = None) -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
@@ -71,12 +72,15 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
         if backend == "vllm":
             from models.vllm_policy import VLLMPolicy
 
-            policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens)
+            policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens,
+                                dtype=dtype)
         else:
             policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
-                                                        device=device, max_step_tokens=max_step_tokens,
+                                                        device=device, dtype=dtype,
+                                                        max_step_tokens=max_step_tokens,
                                                         max_batch_rows=max_batch_rows)
-        value = TransformersValue(value_path, device=device) if value_path and method not in UNGUIDED else None
+        guided = value_path and method not in UNGUIDED
+        value = TransformersValue(value_path, device=device, dtype=dtype) if guided else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)

@@ -79,11 +79,11 @@ METRICS_FILE = "treeflow_value_metrics.json"
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
                    settings: ValueSettings, targets: str = "monte_carlo", td_lambda: float = 0.9,
-                   holdout: float = 0.1, device: str = "cpu") -> dict:
+                   holdout: float = 0.1, device: str = "cpu", dtype: str = "auto") -> dict:
     """Train the value model on the step targets of this run's trees so far (`targets`: a method of
     `storage.datasets.VALUE_TARGETS`), holding out a `holdout` fraction of trees to measure it on.
 
-    Returns the model path, the loss history and the held-out MSE and step AUC, scored on `device`
+    Returns the model path, the loss history and the held-out MSE and step AUC, scored on `device` in `dtype`
     (also written to `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
     """
     cut = round(1000 * holdout)
@@ -107,7 +107,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     if cut > 0:
         _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {run_paths(True)} "
                                           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
-        value = TransformersValue(out_dir, device=device)
+        value = TransformersValue(out_dir, device=device, dtype=dtype)
         metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
                                                       for p, s, t, h in held])
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))

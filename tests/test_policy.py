@@ -127,3 +127,18 @@ def test_device_auto_is_the_gpu_where_there_is_one(tiny_policy_dir):
     assert resolve_device("auto") == here and resolve_device("cuda:1") == "cuda:1"
     assert TransformersPolicy.from_pretrained(str(tiny_policy_dir), device="auto").device.type == here
     assert TransformersValue(str(tiny_policy_dir), device="auto").device.type == here
+
+
+def test_dtype_auto_is_bfloat16_only_on_a_gpu(tiny_policy_dir):
+    from models.errors import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ValueError, match="'bf16'"):
+        resolve_dtype("bf16", "cpu")
+    half = TransformersPolicy.from_pretrained(str(tiny_policy_dir), dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    full = TransformersPolicy.from_pretrained(str(tiny_policy_dir))
+    assert next(full.model.parameters()).dtype == torch.float32
+    # bf16 weights still give steps that end where steps end, with float log-probabilities
+    assert all(c.text.endswith("\n") or c.tokens == half.max_step_tokens or "answer" in c.text
+               for row in half.propose_steps(PROMPTS, 2) for c in row)
