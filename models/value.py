@@ -107,7 +107,9 @@ class TransformersValue:
             step_mask[r, :len(s)] = 1
         step, step_mask = step.to(self.device), step_mask.to(self.device)
         lengths = pre_mask[row].sum(-1, keepdim=True)
-        positions = lengths + torch.arange(steps_w, device=self.device)[None, :]
+        # a short step's padding runs past its own end; held at the last position, it stays inside the
+        # model's position table (its outputs are never read)
+        positions = (lengths + torch.arange(steps_w, device=self.device)[None, :]).clamp(max=self.max_length - 1)
         hidden = base(input_ids=step, attention_mask=torch.cat([pre_mask[row], step_mask], dim=1),
                       position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
         last = hidden[torch.arange(len(step_ids), device=self.device), step_mask.sum(-1) - 1]

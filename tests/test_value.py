@@ -90,3 +90,24 @@ def test_shared_prefix_scoring_equals_scoring_whole_states(tmp_path, tiny_policy
     shared.scored_tokens = whole.scored_tokens = 0
     assert shared.score(roots) == pytest.approx(whole.score(roots), abs=1e-6)
     assert shared.scored_tokens == whole.scored_tokens
+
+
+def test_siblings_near_the_position_limit_score_as_whole_states(tmp_path, tiny_policy_dir):
+    """A short step scored beside a longer one is padded past its end; near the model's last position
+    (128 here) that padding must not index past the position table."""
+    from transformers import AutoConfig
+
+    from models.value import TransformersValue
+
+    out = tmp_path / "value"
+    train_value(tiny_policy_dir, [{"text": "Q: 1+1\n1+1=2\n", "target": 1.0}] * 8, out,
+                ValueSettings(max_steps=1, batch_size=8))
+    limit = AutoConfig.from_pretrained(out).n_positions
+    long_parent = "Q: " + "1+" * ((limit - 12) // 2) + "1\n"
+    states = [long_parent + "2=2\n", long_parent + "3=3\n", "Q: 3+4\n3+4=7 (left: 12345678)\n", "Q: 3+4\n3+4=8\n"]
+    shared = TransformersValue(str(out))
+    lengths = [len(shared.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in states]
+    assert limit - 8 < max(lengths) <= limit  # the long siblings end within a short step of the limit
+    whole = TransformersValue(str(out), reuse_prefix_cache=False)
+    assert shared.score(states) == pytest.approx(whole.score(states), abs=1e-5)
+    assert shared.scored_tokens < whole.scored_tokens  # it did take the shared-prefix path
