@@ -3,7 +3,7 @@ few CPU-minutes, measured by AUC between siblings (the choice a search makes) on
 
     python benchmarks/step_verifier.py [--config configs/testbed.yaml] [--workdir work/report-full] \
         [--train 4000] [--test 300] [--k 4] [--verifiers policy head pairs own-rollouts filtered-demos] \
-        [--head-steps 600]
+        [--head-steps 600] [--device cpu]
 
 Sibling sets: at every gold prefix of a problem (depth 0 to the last step), k next steps sampled from the
 testbed policy at its temperature, each labelled by whether it is the gold step
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--verifiers", nargs="+", choices=VERIFIERS, default=VERIFIERS)
     parser.add_argument("--head-steps", type=int, default=600, help="training steps of the `head` verifier")
     parser.add_argument("--out", default="work/step-verifier", help="where the trained verifiers are saved")
+    parser.add_argument("--device", default="cpu", help="where the policy samples and the value heads score")
     args = parser.parse_args()
 
     from flows import env
@@ -137,7 +138,8 @@ def main() -> None:
     config = load_config(args.config, {"workdir": args.workdir})
     policy_dir = str(bootstrap(config.tiny, config.paths["cache"]))
     torch.manual_seed(0)
-    policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature)
+    policy = TransformersPolicy.from_pretrained(policy_dir, temperature=config.policy.temperature,
+                                                device=args.device)
     console = Console(width=130)
     train_solved = solved(config, "train", args.train)
     train_problems = [p for p, _ in train_solved]
@@ -164,7 +166,7 @@ def main() -> None:
             random.Random(0).shuffle(data)
             train_value(policy_dir, data, out / name, ValueSettings(max_steps=args.head_steps, batch_size=64,
                                                                           loss="bce"))
-            scorer = TransformersValue(str(out / name))
+            scorer = TransformersValue(str(out / name), device=args.device)
             note = f"{len(data)} labelled steps, {args.head_steps} steps"
             own = aucs(scorer, train_sets[:len(test_sets)])
         elif name == "pairs":
@@ -175,7 +177,7 @@ def main() -> None:
                      for good, bad in by_parent.values() for a, b in zip(good, bad, strict=False)]
             random.Random(0).shuffle(pairs)
             train_orm(policy_dir, pairs, out / name, RewardSettings(max_steps=300, batch_size=64))
-            scorer, note = TransformersValue(str(out / name)), f"{len(pairs)} sibling pairs"
+            scorer, note = TransformersValue(str(out / name), device=args.device), f"{len(pairs)} sibling pairs"
             own = aucs(scorer, train_sets[:len(test_sets)])
         elif name == "own-rollouts":
             sample = train_problems[:2000]
