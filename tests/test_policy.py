@@ -142,3 +142,19 @@ def test_dtype_auto_is_bfloat16_only_on_a_gpu(tiny_policy_dir):
     # bf16 weights still give steps that end where steps end, with float log-probabilities
     assert all(c.text.endswith("\n") or c.tokens == half.max_step_tokens or "answer" in c.text
                for row in half.propose_steps(PROMPTS, 2) for c in row)
+
+
+def test_the_kv_reuse_benchmark_prints_its_table(tiny_policy_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "benchmarks" / "kv_reuse.py"
+    out = subprocess.run([sys.executable, str(script), "--policy", str(tiny_policy_dir),
+                          "--prefixes", "4", "--k", "2", "--repeats", "1", "--context", "40"],
+                         capture_output=True, text=True, timeout=300, cwd=root, check=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    assert [r[1] for r in rows if r and r[0] == "2"] == ["reuse", "recompute", "speed-up"]
+    reuse, recompute = (int(r[3]) for r in rows if r and r[0] == "2" and r[1] in ("reuse", "recompute"))
+    assert recompute == 2 * reuse  # prefill tokens: each prefix once against once per child
