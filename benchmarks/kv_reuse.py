@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=0, help="tokens of worked examples before each prefix")
     parser.add_argument("--max-step-tokens", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-cudnn-attention", action="store_true",
+                        help="turn off PyTorch's cuDNN attention kernels (GPU), to compare")
     args = parser.parse_args()
 
     from flows import env
@@ -65,6 +67,8 @@ def main() -> None:
     from models.hf_policy import TransformersPolicy
     from problems.arithmetic import generate, solution_steps
 
+    if args.no_cudnn_attention:
+        torch.backends.cuda.enable_cudnn_sdp(False)
     policy_dir = args.policy or small_policy()
     if args.shape:
         policy_dir = shaped_policy(args.shape, policy_dir)
