@@ -78,6 +78,13 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def window(config, length: int) -> int:
+    """`length` tokens cut to the model's position table (`max_position_embeddings`, GPT-2's `n_positions`):
+    a longer sequence cannot be embedded (an IndexError on the CPU, a device-side assert on a GPU)."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return min(length, limit) if limit else length
+
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 

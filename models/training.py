@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from models.errors import resolve_model
+from models.errors import resolve_model, window
 
 #: model config key saying the head's output is a logit (BCE or Bradley-Terry): values are 2 * sigmoid - 1
 LOGIT_HEAD = "treeflow_logit_head"
@@ -143,7 +143,8 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
     else:
         model = init
     with tempfile.TemporaryDirectory() as scratch:
-        args = SFTConfig(**_common_args(settings, scratch, len(rows)), max_length=settings.max_length,
+        args = SFTConfig(**_common_args(settings, scratch, len(rows)),
+                         max_length=window(model.config, settings.max_length),
                          completion_only_loss=True, lr_scheduler_type=settings.lr_scheduler,
                          warmup_steps=settings.warmup_steps, dataset_num_proc=None)
         trainer = _quiet(SFTTrainer(model=model, args=args, processing_class=tokenizer,
@@ -177,8 +178,8 @@ def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, setting
     model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
     setattr(model.config, LOGIT_HEAD, settings.loss == "bce")
-    dataset = Dataset.from_list([_token_labels(tokenizer, row, settings.max_length, settings.label_tokens)
-                                 for row in rows])
+    length = window(model.config, settings.max_length)
+    dataset = Dataset.from_list([_token_labels(tokenizer, row, length, settings.label_tokens) for row in rows])
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine",
                                  remove_unused_columns=False)
@@ -272,7 +273,8 @@ def train_orm(init: str | Path, pairs: list[dict], out_dir: str | Path, settings
     set_seed(settings.seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     setattr(model.config, LOGIT_HEAD, True)
-    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"][-settings.max_length:]  # noqa: E731
+    length = window(model.config, settings.max_length)
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"][-length:]  # noqa: E731
     data = Dataset.from_list([{"chosen_ids": ids(p["chosen"]), "rejected_ids": ids(p["rejected"])} for p in pairs])
     with tempfile.TemporaryDirectory() as scratch:
         args = RewardConfig(**_common_args(settings, scratch, len(pairs)), lr_scheduler_type="cosine",

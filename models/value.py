@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.errors import resolve_device, resolve_dtype, resolve_model
+from models.errors import resolve_device, resolve_dtype, resolve_model, window
 from models.training import LOGIT_HEAD
 
 
@@ -32,9 +32,7 @@ class TransformersValue:
         self.model = AutoModelForSequenceClassification.from_pretrained(
             path, dtype=resolve_dtype(dtype, device)).to(device).eval()
         self.device = self.model.device
-        limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
-            self.model.config, "n_positions", max_length)
-        self.batch_size, self.max_length = batch_size, min(max_length, limit)
+        self.batch_size, self.max_length = batch_size, window(self.model.config, max_length)
         self.reuse_prefix_cache = reuse_prefix_cache and hasattr(self.model, "score")
         # a head trained as a logit (BCE, or an ORM's Bradley-Terry reward) reports 2 * sigmoid - 1
         self.logit_head = bool(getattr(self.model.config, LOGIT_HEAD, False))

@@ -199,3 +199,22 @@ def test_every_trainer_takes_another_architecture(tmp_path, llama_dir):
     shared = TransformersValue(str(tmp_path / "v"))
     assert shared.score(states) == pytest.approx(whole.score(states), abs=1e-5)
     assert shared.scored_tokens < whole.scored_tokens
+
+
+def test_rows_longer_than_the_models_window_are_cut_to_it(tmp_path, tiny_policy_dir):
+    """A `max_length` past the model's position table (128 here) trains on rows cut to the table instead
+    of failing inside the embedding (a deep tree's path easily outgrows a small model's window)."""
+    from transformers import AutoConfig
+
+    limit = AutoConfig.from_pretrained(tiny_policy_dir).n_positions
+    prompt = "Q: " + "1+" * limit + "1\n"  # about twice the window
+    long_path = {"segments": [[prompt, None], ["1+1=2\n", 1.0], ["2+1=4\n", -1.0]]}
+    sft_row = {"prompt": "Q: " + "1+" * (limit // 3) + "1\n", "completion": "1+1=2\n" * (limit // 6)}
+    train_policy(tiny_policy_dir, [sft_row] * 4, tmp_path / "p",
+                 SFTSettings(max_steps=1, batch_size=4, max_length=4 * limit))
+    value = train_value(tiny_policy_dir, [long_path] * 4, tmp_path / "v",
+                        ValueSettings(max_steps=1, batch_size=4, max_length=4 * limit))
+    pair = {"chosen": prompt + "The answer is 2", "rejected": prompt + "The answer is 3"}
+    orm = train_orm(tiny_policy_dir, [pair] * 4, tmp_path / "o",
+                    RewardSettings(max_steps=1, batch_size=4, max_length=4 * limit))
+    assert value["steps"] == orm["steps"] == 1 and (tmp_path / "p" / "config.json").is_file()
