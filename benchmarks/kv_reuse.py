@@ -20,6 +20,8 @@ import time
 
 from _common import small_policy
 
+from models.errors import DTYPES
+
 SHAPES = {  # published configurations, minus the vocabulary (the tiny tokenizer's is used)
     "qwen2-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                        num_key_value_heads=2, tie_word_embeddings=True),
@@ -49,7 +51,7 @@ def main() -> None:
     parser.add_argument("--policy", default=None)
     parser.add_argument("--shape", choices=sorted(SHAPES), default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--prefixes", type=int, default=64)
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--context", type=int, default=0, help="tokens of worked examples before each prefix")
@@ -115,6 +117,7 @@ def main() -> None:
             print(f"{k:>3} {mode:>10} {rates[reuse]:>10.0f} {policy.stats.prefill_tokens // args.repeats:>12} "
                   f"{median:>9.3f}")
         print(f"{k:>3} {'speed-up':>10} {rates[True] / rates[False]:>10.2f}x")
+
 
 if __name__ == "__main__":
     main()
