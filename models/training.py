@@ -150,6 +150,10 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
         trainer = _quiet(SFTTrainer(model=model, args=args, processing_class=tokenizer,
                                     train_dataset=Dataset.from_list(rows),
                                     callbacks=_callbacks(progress) + list(callbacks or [])))
+        if len(trainer.train_dataset) == 0:  # TRL drops rows whose completion truncation cut away entirely
+            raise ValueError(f"no completion token within the first {args.max_length} of any of the {len(rows)} "
+                             "rows: every prompt fills the window (sft max_length, capped at the model's "
+                             "positions)")
         result = trainer.train()
         _atomic_save(trainer, tokenizer, out_dir)
     return _history(trainer, result, settings)

@@ -218,3 +218,10 @@ def test_rows_longer_than_the_models_window_are_cut_to_it(tmp_path, tiny_policy_
     orm = train_orm(tiny_policy_dir, [pair] * 4, tmp_path / "o",
                     RewardSettings(max_steps=1, batch_size=4, max_length=4 * limit))
     assert value["steps"] == orm["steps"] == 1 and (tmp_path / "p" / "config.json").is_file()
+
+
+def test_sft_on_prompts_that_fill_the_window_is_one_clear_error(tmp_path, tiny_policy_dir):
+    rows = [{"prompt": "Q: " + "1+" * 40 + "1\n", "completion": "The answer is 41\n"}] * 4
+    with pytest.raises(ValueError, match="no completion token within the first 32 of any of the 4 rows"):
+        train_policy(tiny_policy_dir, rows, tmp_path / "p", SFTSettings(max_steps=1, batch_size=4, max_length=32))
+    assert not (tmp_path / "p").exists()
