@@ -71,8 +71,16 @@ def _snapshot(store_path: str, run_id: str, iteration: int, kind: str, model: st
 
 #: where a run's value / ORM training rows come from: its bootstrap rollouts and searches up to an iteration
 _OF_RUN = "WHERE t.run_id = ? AND t.stage IN ('bootstrap', 'search') AND t.iteration <= ?"
-#: a tree is held out of value training when its hashed id falls below the held-out fraction (per mille)
-_HELD_OUT = "md5_number(v.tree_id) % 1000 < ?"
+
+
+def held_out_sql(tree_id: str = "v.tree_id", run_id: str = "t.run_id") -> str:
+    """SQL true for a tree held out of value training: its hashed id, without the run id it starts with,
+    falls below the held-out fraction (per mille, the parameter). Without the run id, two runs of one config
+    and seed hold out the same trees, whatever their (random) run ids."""
+    return f"md5_number(substr({tree_id}, length({run_id}) + 2)) % 1000 < ?"
+
+
+_HELD_OUT = held_out_sql()
 METRICS_FILE = "treeflow_value_metrics.json"
 
 

@@ -12,6 +12,7 @@ from flows.config import EvaluationSettings, FlywheelConfig, ORMSettings, TaskSe
 from models.training import RewardSettings, SFTSettings, ValueSettings
 from search import MCTSAlphaConfig, SamplingConfig
 from storage import store
+from tasks.train import held_out_sql
 
 METHODS = ["greedy", "self_consistency", "mcts_alpha", "bfs_v"]
 LATER = ["greedy", "mcts_alpha", "best_of_n_orm"]  # evaluated after iteration 1 (`evaluation.later_methods`)
@@ -174,7 +175,7 @@ def test_value_training_is_measured_on_trees_it_did_not_see(flywheel_run):
     path = config.paths["store"]
     _, [(trained,)] = store.query(path, "SELECT tree_ids FROM training_snapshots WHERE snapshot_id = 't1/1/value'")
     _, held = store.query(path, "SELECT tree_id FROM trees WHERE run_id = 't1' AND stage <> 'eval' "
-                                "AND md5_number(tree_id) % 1000 < 300")
+                                f"AND {held_out_sql('tree_id', 'run_id')}", [300])
     assert held and not {t for (t,) in held} & set(trained)
     metrics = json.loads((config.paths["models"] / "t1" / "value-it1" / "treeflow_value_metrics.json").read_text())
     assert metrics["heldout_states"] > 0 and metrics["heldout_mse"] >= 0

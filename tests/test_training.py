@@ -225,3 +225,20 @@ def test_sft_on_prompts_that_fill_the_window_is_one_clear_error(tmp_path, tiny_p
     with pytest.raises(ValueError, match="no completion token within the first 32 of any of the 4 rows"):
         train_policy(tiny_policy_dir, rows, tmp_path / "p", SFTSettings(max_steps=1, batch_size=4, max_length=32))
     assert not (tmp_path / "p").exists()
+
+
+def test_the_value_holdout_does_not_depend_on_the_random_run_id():
+    """Two runs of one config and seed hold out the same trees, so their value figures compare."""
+    import duckdb
+
+    from tasks.train import held_out_sql
+
+    suffixes = [f"{it}/search/mcts_alpha/bNone/s0/train-{i}" for it in (1, 2) for i in range(200)]
+    held = {}
+    for run in ("flywheel-20261122-224113-58c595", "rest-em-20261123-010203-0a1b2c"):
+        picked = duckdb.execute(f"SELECT tree_id FROM (SELECT unnest(?) AS tree_id, ? AS run_id) "
+                                f"WHERE {held_out_sql('tree_id', 'run_id')}",
+                                [[f"{run}/{s}" for s in suffixes], run, 100]).fetchall()
+        held[run] = {tree_id.removeprefix(run + "/") for (tree_id,) in picked}
+    first, second = held.values()
+    assert first == second and 10 < len(first) < 80  # about 10 % of 400, the same ones
