@@ -25,7 +25,7 @@ from search.sampling import SamplingConfig
 from storage.datasets import value_view
 from tasks import resume, tracking
 from tasks.store import record_run_task, summarize_task
-from tasks.train import value_metrics
+from tasks.train import held_out_sql, value_metrics
 
 GENERATORS = ("mcts_alpha", "rest_em")
 
@@ -70,7 +70,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
                                      config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
-                                     config.seed],
+                                     config.seed, held_out_sql()],  # the split too: another split, another model
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = config.paths["cache"] / f"value-{key}"
     if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
