@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from problems.base import Problem
+from problems.base import Problem, split_rng
 from problems.steps import final_step
 
 
@@ -29,7 +29,6 @@ class ArithmeticConfig:
     seed: int = 0
 
 
-SPLIT_SEEDS = {"train": 1, "test": 2, "demo": 3}
 #: problems are drawn, not read: `load(split, n=...)` gives any number
 GENERATED = True
 
@@ -56,9 +55,7 @@ def parse_ops(question: str) -> tuple[int, list[tuple[str, int]]]:
 
 def generate(n: int, *, split: str = "train", config: ArithmeticConfig = ArithmeticConfig()) -> list[Problem]:
     """`n` problems of a split; the same (config, split) always gives the same sequence."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_SEEDS)}")
-    rng = random.Random(config.seed * 1000 + SPLIT_SEEDS[split])
+    rng = split_rng(split, config.seed)
     problems = []
     for i in range(n):
         start = value = rng.randint(1, config.max_value)

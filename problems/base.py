@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,16 @@ class Problem:
 
 #: The built-in tasks; each is a module `problems.<name>`.
 TASK_NAMES = ("arithmetic", "countdown", "game24", "gsm8k")
+
+#: the seed stream of each split of a generated task (one stream per split keeps the splits disjoint)
+SPLIT_SEEDS = {"train": 1, "test": 2, "demo": 3}
+
+
+def split_rng(split: str, seed: int) -> random.Random:
+    """The random stream a generated task draws `split` from, for its config's `seed`."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_SEEDS)}")
+    return random.Random(seed * 1000 + SPLIT_SEEDS[split])
 
 
 def _task_module(task: str):

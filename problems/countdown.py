@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from problems.base import Problem
+from problems.base import Problem, split_rng
 from problems.game24 import canonical, makes  # noqa: F401 - canonical is part of the task interface
 from problems.steps import final_answer, final_step
 
@@ -36,7 +36,6 @@ class CountdownConfig:
     seed: int = 0
 
 
-SPLIT_SEEDS = {"train": 1, "test": 2, "demo": 3}
 #: puzzles are drawn, not read: `load(split, n=...)` gives any number
 GENERATED = True
 
@@ -79,9 +78,7 @@ def _draw(rng: random.Random, cfg: CountdownConfig) -> tuple[list[int], int, lis
 
 
 def _draws(n: int, split: str, cfg: CountdownConfig):
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_SEEDS)}")
-    rng = random.Random(cfg.seed * 1000 + SPLIT_SEEDS[split])
+    rng = split_rng(split, cfg.seed)
     count = 0
     while count < n:
         draw = _draw(rng, cfg)
