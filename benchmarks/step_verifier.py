@@ -3,7 +3,7 @@ few CPU-minutes, measured by AUC between siblings (the choice a search makes) on
 
     python benchmarks/step_verifier.py [--config configs/testbed.yaml] [--workdir work/report-full] \
         [--train 4000] [--test 300] [--k 4] [--verifiers policy head pairs own-rollouts filtered-demos] \
-        [--head-steps 600] [--device cpu]
+        [--head-steps 600] [--head-backbones policy 8x256 8x256-scratch] [--device cpu]
 
 Sibling sets: at every gold prefix of a problem (depth 0 to the last step), k next steps sampled from the
 testbed policy at its temperature, each labelled by whether it is the gold step
@@ -18,7 +18,10 @@ noisier). Verifiers:
 - `policy`: the policy's own confidence in the step (its weakest step's geometric-mean token probability);
   no training.
 - `head`: treeflow's value model (policy backbone + scalar head read at the step's last token), cross-entropy
-  on the labels, 600 steps (`--head-steps`).
+  on the labels, 600 steps (`--head-steps`). `--head-backbones` trains one head per backbone: `policy` (the
+  default), `LAYERSxWIDTH` (a GPT-2 of that shape bootstrapped on the policy's own demonstrations with the
+  policy's recipe, to the end of its schedule: a bigger value model than the policy) or `LAYERSxWIDTH-scratch`
+  (that shape untrained: capacity without the language-model pretraining).
 - `pairs`: the same network trained only to rank each (right, wrong) pair of siblings (Bradley-Terry, TRL
   RewardTrainer), 300 steps: whatever is shared by siblings, such as how hard the problem is, cancels out.
 - `own-rollouts`: a copy of the policy fine-tuned (SFT, 300 steps) on its own distinct correct rollouts of
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 from pathlib import Path
 
@@ -114,6 +118,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--verifiers", nargs="+", choices=VERIFIERS, default=VERIFIERS)
     parser.add_argument("--head-steps", type=int, default=600, help="training steps of the `head` verifier")
+    parser.add_argument("--head-backbones", nargs="+", default=["policy"], type=_backbone,
+                        help="what each `head` starts from: policy, LAYERSxWIDTH (an LM of that shape on the "
+                             "policy's demonstrations) or LAYERSxWIDTH-scratch (untrained)")
     parser.add_argument("--out", default="work/step-verifier", help="where the trained verifiers are saved")
     parser.add_argument("--device", default="cpu", help="where the policy samples and the value heads score")
     args = parser.parse_args()
@@ -164,11 +171,19 @@ def main() -> None:
         elif name == "head":
             data = [{"text": parent + step, "target": 1.0 if ok else -1.0} for parent, step, ok in train_sets]
             random.Random(0).shuffle(data)
-            train_value(policy_dir, data, out / name, ValueSettings(max_steps=args.head_steps, batch_size=64,
-                                                                          loss="bce"))
-            scorer = TransformersValue(str(out / name), device=args.device)
-            note = f"{len(data)} labelled steps, {args.head_steps} steps"
-            own = aucs(scorer, train_sets[:len(test_sets)])
+            for backbone in args.head_backbones:
+                t0, label = time.perf_counter(), name if backbone == "policy" else f"head on {backbone}"
+                init = head_backbone(backbone, config.tiny, policy_dir, config.paths["cache"], out)
+                train_value(init, data, out / label.replace(" ", "-"),
+                            ValueSettings(max_steps=args.head_steps, batch_size=64, loss="bce"))
+                scorer = TransformersValue(str(out / label.replace(" ", "-")), device=args.device)
+                note = f"{len(data)} labelled steps, {args.head_steps} steps"
+                if backbone != "policy":
+                    note += f", {_params(init) / 1e6:.1f}M parameters"
+                own = aucs(scorer, train_sets[:len(test_sets)])
+                rows.append((label, note, aucs(scorer, test_sets, kinds), own))
+                console.print(_done(label, t0, rows[-1]))
+            continue
         elif name == "pairs":
             by_parent: dict[str, tuple[list, list]] = {}
             for parent, step, ok in train_sets:
@@ -197,7 +212,7 @@ def main() -> None:
             scorer, note = LogProbScorer(str(out / name)), (f"{len(data)} of {len(kept)} demonstrations whose "
                                                             f"answer checks (of {len(demos)})")
         rows.append((name, note, aucs(scorer, test_sets, kinds), own))
-        console.print(f"{name}: {time.perf_counter() - t0:.0f} s")
+        console.print(_done(name, t0, rows[-1]))
     table = Table(title=f"{config.task.name}: telling the policy's right next step from its wrong one "
                         f"({args.test} held-out problems, k = {args.k})")
     fault_kinds = sorted({k for k in kinds or [] if k is not None})
@@ -210,6 +225,45 @@ def main() -> None:
                       "" if own is None else f"{_fmt(own[0])} / {_fmt(own[1])}")
     console.print(table)
     console.print(f"wall time {(time.perf_counter() - t_start) / 60:.1f} min")
+
+
+def _done(name: str, t0: float, row: tuple) -> str:
+    """One verifier's line as soon as it is measured (a long run's table comes only at the end)."""
+    _, note, (auc, sib, *_), own = row
+    mine = "" if own is None else f"; on its training problems {_fmt(own[0])} / {_fmt(own[1])}"
+    return f"{name} ({note}): AUC {_fmt(auc)}, siblings {_fmt(sib)}{mine}; {time.perf_counter() - t0:.0f} s"
+
+
+def _backbone(text: str) -> str:
+    if text != "policy" and not re.fullmatch(r"\d+x\d+(-scratch)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected policy, LAYERSxWIDTH or LAYERSxWIDTH-scratch")
+    return text
+
+
+def head_backbone(backbone: str, recipe, policy_dir: str, cache: Path, out: Path) -> str:
+    """The model directory a `head` verifier starts from (see the module docstring)."""
+    import dataclasses
+
+    from models.tiny import bootstrap, build, demonstrations
+
+    if backbone == "policy":
+        return policy_dir
+    shape, _, scratch = backbone.partition("-")
+    layers, width = (int(x) for x in shape.split("x"))
+    bigger = dataclasses.replace(recipe, n_layer=layers, n_embd=width, n_head=max(1, width // 32), stop_step=None)
+    if not scratch:
+        return str(bootstrap(bigger, cache))
+    model, tokenizer = build(bigger, [r["prompt"] + r["completion"] for r in demonstrations(bigger)])
+    path = out / f"backbone-{backbone}"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _params(path: str) -> int:
+    from transformers import AutoModelForCausalLM
+
+    return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
 
 
 def _fmt(x: float | None) -> str:

@@ -113,3 +113,29 @@ def _first_moves(p):
             for op, a, b, c in moves(nums[i], nums[j], 99):
                 out.append(f"{a} {op} {b} = {c} (left: {' '.join(map(str, sorted([*rest, c])))})\n")
     return out
+
+
+def test_head_backbones_are_the_policy_a_bigger_lm_on_its_demonstrations_or_that_shape_untrained(
+        bench, tiny_recipe, tiny_policy_dir, tmp_path):
+    import argparse
+    import dataclasses
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recipe = dataclasses.replace(tiny_recipe, sft=dataclasses.replace(tiny_recipe.sft, max_steps=4))
+    assert bench.head_backbone("policy", recipe, str(tiny_policy_dir), tmp_path, tmp_path) == str(tiny_policy_dir)
+    policy_vocab = AutoTokenizer.from_pretrained(str(tiny_policy_dir)).get_vocab()
+    weights = {}
+    for backbone in ("3x64", "3x64-scratch"):
+        path = bench.head_backbone(backbone, recipe, str(tiny_policy_dir), tmp_path / "cache", tmp_path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+        assert (model.config.n_layer, model.config.n_embd, model.config.n_head) == (3, 64, 2)
+        assert AutoTokenizer.from_pretrained(path).get_vocab() == policy_vocab  # scores the policy's text
+        weights[backbone] = model.transformer.h[0].mlp.c_fc.weight.detach().clone()
+    assert not weights["3x64"].equal(weights["3x64-scratch"])  # the LM one was trained
+    assert "recipe" in (tmp_path / "cache").joinpath(
+        f"tiny-{dataclasses.replace(recipe, n_layer=3, n_embd=64, n_head=2).digest()}", "policy",
+        "treeflow_recipe.json").read_text()  # bootstrapped and cached under its own recipe's hash
+    for bad in ("wide", "8x", "8x256-random"):
+        with pytest.raises(argparse.ArgumentTypeError, match="LAYERSxWIDTH"):
+            bench._backbone(bad)
