@@ -28,9 +28,10 @@ class _Strict(BaseModel):
 
 
 class TaskSettings(_Strict):
-    """Which problems: `options` go to the task's loader (e.g. arithmetic's n_ops, gsm8k's source)."""
+    """Which problems: `options` go to the task's loader (e.g. arithmetic's n_ops, gsm8k's source, math's
+    source, levels and subjects)."""
 
-    name: Literal["arithmetic", "countdown", "game24", "gsm8k"] = "arithmetic"
+    name: Literal["arithmetic", "countdown", "game24", "gsm8k", "math"] = "arithmetic"
     train_per_iteration: int = Field(256, ge=1, description="fresh training problems searched per iteration")
     test_size: int = Field(200, ge=1, description="test problems every method is evaluated on")
     options: dict = Field(default_factory=dict)

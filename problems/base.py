@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,7 @@ class Problem:
 
 
 #: The built-in tasks; each is a module `problems.<name>`.
-TASK_NAMES = ("arithmetic", "countdown", "game24", "gsm8k")
+TASK_NAMES = ("arithmetic", "countdown", "game24", "gsm8k", "math")
 
 #: the seed stream of each split of a generated task (one stream per split keeps the splits disjoint)
 SPLIT_SEEDS = {"train": 1, "test": 2, "demo": 3}
@@ -53,6 +55,23 @@ def split_rng(split: str, seed: int) -> random.Random:
     if split not in SPLIT_SEEDS:
         raise ValueError(f"unknown split {split!r}; known: {sorted(SPLIT_SEEDS)}")
     return random.Random(seed * 1000 + SPLIT_SEEDS[split])
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    """("FILE:LINE", row) for each non-blank line of a jsonl file; a line that is not a JSON object raises
+    `DatasetError` naming it."""
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{where}: expected a JSON object")
+            yield where, row
 
 
 def _task_module(task: str):

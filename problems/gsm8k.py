@@ -6,12 +6,11 @@ step states the answer. Answers compare numerically.
 
 from __future__ import annotations
 
-import json
 import re
 from fractions import Fraction
 from pathlib import Path
 
-from problems.base import DATA_DIR, DatasetError, Problem
+from problems.base import DATA_DIR, DatasetError, Problem, read_jsonl
 from problems.steps import final_step
 
 DEFAULT_DIR = DATA_DIR / "gsm8k"
@@ -51,20 +50,7 @@ def load_jsonl(path: str | Path, split: str = "test") -> list[Problem]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: GSM8K file not found")
-    problems = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: expected a JSON object")
-            problems.append(_row_to_problem(row, where, len(problems), split))
-    return problems
+    return [_row_to_problem(row, where, i, split) for i, (where, row) in enumerate(read_jsonl(path))]
 
 
 def load(split: str, *, source: str | None = None, n: int | None = None) -> list[Problem]:
