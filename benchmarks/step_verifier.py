@@ -244,20 +244,14 @@ def head_backbone(backbone: str, recipe, policy_dir: str, cache: Path, out: Path
     """The model directory a `head` verifier starts from (see the module docstring)."""
     import dataclasses
 
-    from models.tiny import bootstrap, build, demonstrations
+    from models.tiny import bootstrap, untrained
 
     if backbone == "policy":
         return policy_dir
     shape, _, scratch = backbone.partition("-")
     layers, width = (int(x) for x in shape.split("x"))
     bigger = dataclasses.replace(recipe, n_layer=layers, n_embd=width, n_head=max(1, width // 32), stop_step=None)
-    if not scratch:
-        return str(bootstrap(bigger, cache))
-    model, tokenizer = build(bigger, [r["prompt"] + r["completion"] for r in demonstrations(bigger)])
-    path = out / f"backbone-{backbone}"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return str(untrained(bigger, out / f"backbone-{backbone}") if scratch else bootstrap(bigger, cache))
 
 
 def _params(path: str) -> int:

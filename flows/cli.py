@@ -209,7 +209,7 @@ def preflight(config) -> None:
     from models.errors import resolve_model
     from problems import select_problems
 
-    for path in (config.policy.path, config.value.path):
+    for path in (config.policy.path, config.value.path, config.value.init):
         if path is not None:
             if str(path).startswith("models:/"):  # look in the registry the run will use
                 from tasks import tracking

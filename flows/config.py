@@ -54,11 +54,22 @@ class PolicySettings(_Strict):
 
 
 class ValueBootstrap(_Strict):
-    """The first value model: MC targets of sampled rollouts, backbone initialised from the policy."""
+    """The first value model: given (`path`), or trained on the configured targets of sampled rollouts from a
+    backbone (`init`; default: the policy)."""
 
-    path: str | None = None
+    path: str | None = Field(None, description="a trained value model to start from (no bootstrap training)")
+    init: str | None = Field(None, description="the causal LM (directory, hub id or models:/ URI) the first "
+                                               "value model is trained from, e.g. a larger LM than the policy "
+                                               "(ReST-MCTS*); default: the policy")
     problems: int = Field(256, ge=1)
     rollouts: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ValueBootstrap:
+        if self.path is not None and self.init is not None:
+            raise ValueError("give value.path (a trained value model) or value.init (a backbone to train one "
+                             "from), not both")
+        return self
 
 
 Method = Literal["greedy", "self_consistency", "best_of_n_orm", "best_of_n_prm", "beam_prm", "dvts", "bfs_v",

@@ -62,12 +62,15 @@ _HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the 
 
 
 def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
-    """The first value model: given, cached, or trained on the configured targets of sampled rollouts."""
-    if config.value.path is not None:
-        from models.errors import resolve_model
+    """The first value model: given, cached, or trained from `value.init` (default: the policy) on the
+    configured targets of the policy's sampled rollouts."""
+    from models.errors import resolve_model
 
+    if config.value.path is not None:
         return resolve_model(config.value.path)
-    key = hashlib.sha256(json.dumps([policy, config.value.model_dump(), config.task.model_dump(),
+    init = policy if config.value.init is None else resolve_model(config.value.init)
+    value = config.value.model_dump(exclude={"init"} if config.value.init is None else set())  # unset: old keys
+    key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
                                      config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
                                      config.seed, held_out_sql()],  # the split too: another split, another model
@@ -80,9 +83,9 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
                   method_config=sampling, iteration=0, stage="bootstrap")
     _fan_out(config, kwargs, 0, config.value.problems, _shard(config, run_id, 0, "bootstrap", "self_consistency"))
     if config.training.runner == "deployment":  # on the training workers, as every other training
-        _, done = train_remotely(config, run_id, 0, Models(policy, policy, policy), value_out=str(out))
+        _, done = train_remotely(config, run_id, 0, Models(policy, policy, init), value_out=str(out))
         return done["value"][1]["path"]
-    return fit_value(config, run_id, 0, policy, str(out))["path"]
+    return fit_value(config, run_id, 0, init, str(out))["path"]
 
 
 def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, value: str,

@@ -109,6 +109,14 @@ def build(recipe: TinyRecipe, texts: list[str]):
     return GPT2LMHeadModel(config), tokenizer
 
 
+def untrained(recipe: TinyRecipe, out: str | Path) -> Path:
+    """A model directory of `recipe`'s shape and tokenizer, its weights untrained (a fresh backbone)."""
+    model, tokenizer = build(recipe, [r["prompt"] + r["completion"] for r in demonstrations(recipe)])
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return Path(out)
+
+
 def _StopAt(step: int):  # noqa: N802 - a callback instance, built lazily to keep transformers off import
     from transformers import TrainerCallback
 
