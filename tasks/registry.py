@@ -11,6 +11,7 @@ model takes `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) as well as a direct
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -52,9 +53,22 @@ def register(model_dir: str, name: str, tags: dict[str, str], run_id: str) -> st
         with mlflow.start_run(run_id=run_id, nested=active is not None):
             info = _log(model_dir, name)
     # the version is created with its tags, so a version without its snapshot tag never exists
-    version_ = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    with _quiet_mlflow():  # not "Registered model ... already exists" on stderr for every version after the first
+        version_ = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     client.set_registered_model_alias(name, "candidate", version_)
     return version_
+
+
+@contextmanager
+def _quiet_mlflow():
+    """MLflow's own event lines (`eprint`) muted for the duration; its errors still raise."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    was, MLFLOW_LOGGING_STREAM.enabled = MLFLOW_LOGGING_STREAM.enabled, False
+    try:
+        yield
+    finally:
+        MLFLOW_LOGGING_STREAM.enabled = was
 
 
 def _log(model_dir: str, name: str):

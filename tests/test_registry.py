@@ -38,6 +38,19 @@ def test_versions_aliases_and_the_gate(mlflow_store, tiny_policy_dir):
     assert str(client.get_model_version_by_alias(registry.POLICY, "champion").version) == "2"
 
 
+def test_registering_says_nothing_on_stderr_but_its_errors_still_raise(mlflow_store, tiny_policy_dir, capfd):
+    for iteration in ("1", "2"):
+        registry.register(str(tiny_policy_dir), registry.VALUE, {"treeflow.iteration": iteration}, mlflow_store)
+    err = capfd.readouterr().err
+    assert "already exists" not in err and "Created version" not in err, err
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    with pytest.raises(mlflow.exceptions.MlflowException), registry._quiet_mlflow():
+        assert not MLFLOW_LOGGING_STREAM.enabled
+        mlflow.MlflowClient().get_registered_model("no-such-model")
+    assert MLFLOW_LOGGING_STREAM.enabled  # MLflow's other messages are back on, after an error too
+
+
 def test_a_registered_version_loads_and_gives_the_same_outputs(mlflow_store, tiny_policy_dir):
     version = registry.register(str(tiny_policy_dir), registry.POLICY, {}, mlflow_store)
     path = resolve_model("models:/treeflow-policy@candidate")
