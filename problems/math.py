@@ -11,12 +11,15 @@ degrees, percent, units in `\\text{}`, `x = ...`), then by value where both side
 (`\\frac{1}{2}` = `0.5` = `1/2`, `\\sqrt{8}` = `2\\sqrt{2}`, `(x+1)^2` = `x^2+2x+1`), element by element for
 tuples and intervals (in order) and for bare lists (in any order), else as normalised strings. Only
 expressions of digits, operators, single-letter variables, `sqrt`, `pi` and `oo` ever reach sympy's parser,
-so a model's output is never evaluated as code.
+so a model's output is never evaluated as code, and an answer whose value would have more than 10,000 digits
+(`9^{9^9}`) is compared as text, never expanded.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from pathlib import Path
 
 from problems.base import DATA_DIR, DatasetError, Problem, read_jsonl
@@ -34,6 +37,7 @@ _SAFE_RE = re.compile(r"^[0-9A-Za-z+\-*/().\s]*$")
 _NAME_RE = re.compile(r"[A-Za-z]+")
 _FUNCTIONS = {"sqrt", "pi", "oo"}
 _MAX_LENGTH = 120
+_MAX_DIGITS = 10_000  #: numbers an answer may build on the way (2^{2005} has 604 digits)
 
 
 def last_boxed(text: str) -> str | None:
@@ -89,14 +93,24 @@ def normalize(answer: str) -> str:
 
 def to_sympy(normalized: str):
     """A sympy expression for a normalised answer of numbers, operators, single-letter variables,
-    `\\frac`, `\\sqrt`, `\\pi`, `\\infty`; None for anything else (tuples, text, towers of powers)."""
+    `\\frac`, `\\sqrt`, `\\pi`, `\\infty`; None for anything else (tuples, text, numbers too big to build)."""
     text = _latex_to_python(normalized)
     if text is None or not text.strip() or len(text) > _MAX_LENGTH or not _SAFE_RE.match(text):
         return None
     if any(len(name) > 1 and name not in _FUNCTIONS for name in _NAME_RE.findall(text)):
         return None  # only known functions and single-letter symbols reach the parser
-    if _tower(text):
+    import sympy
+
+    try:
+        unevaluated = _parse(text, evaluate=False)  # the syntax only: nothing is computed yet
+        if not isinstance(unevaluated, sympy.Expr) or _digits(unevaluated) > _MAX_DIGITS:
+            return None  # 9^9^9 would take hours to expand
+        return sympy.nsimplify(_parse(text, evaluate=True), rational=True)
+    except Exception:  # noqa: BLE001 - a garbled answer is a wrong answer, whatever sympy raises
         return None
+
+
+def _parse(text: str, *, evaluate: bool):
     import sympy
     from sympy.parsing.sympy_parser import (
         implicit_multiplication_application,
@@ -106,19 +120,41 @@ def to_sympy(normalized: str):
 
     names = {c: sympy.Symbol(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
     names.update(sqrt=sympy.sqrt, pi=sympy.pi, oo=sympy.oo)
-    try:
-        expr = parse_expr(text, local_dict=names, global_dict={"__builtins__": {}, **_sympy_atoms()},
+    atoms = {name: getattr(sympy, name) for name in ("Integer", "Float", "Rational", "Symbol", "Add", "Mul",
+                                                     "Pow")}  # what the parser's own code calls; no builtins
+    with warnings.catch_warnings():  # sympy's deprecation notes on odd input such as `(,)`: a wrong answer
+        warnings.simplefilter("ignore")
+        return parse_expr(text, local_dict=names, global_dict={"__builtins__": {}, **atoms}, evaluate=evaluate,
                           transformations=(*standard_transformations, implicit_multiplication_application))
-        return sympy.nsimplify(expr, rational=True) if isinstance(expr, sympy.Expr) else None
-    except Exception:  # noqa: BLE001 - a garbled answer is a wrong answer, whatever sympy raises
-        return None
 
 
-def _sympy_atoms() -> dict:
-    """The few names sympy's parser needs to build numbers (and nothing callable beyond them)."""
-    import sympy
+def _digits(expr) -> float:
+    """An upper bound on the decimal digits of the numbers evaluating `expr` builds (at least 1)."""
+    if expr.is_Rational:
+        return float(max(len(str(abs(expr.p))), len(str(expr.q))))
+    if expr.is_Pow:
+        base, exponent = expr.args
+        return max(_digits(base) * max(_size(exponent), 1.0), _digits(exponent))
+    if expr.is_Mul or expr.is_Add:
+        return sum(_digits(a) for a in expr.args) + 1
+    return max((_digits(a) for a in expr.args), default=1.0) + 1
 
-    return {"Integer": sympy.Integer, "Float": sympy.Float, "Rational": sympy.Rational, "Symbol": sympy.Symbol}
+
+def _size(expr) -> float:
+    """An upper bound on |value of `expr`| (inf past a float's range); a symbol counts as 1."""
+    try:
+        if expr.is_Number:
+            return abs(float(expr))
+        if expr.is_Pow:
+            base, exponent = expr.args
+            return max(_size(base), 1.0) ** _size(exponent)
+        if expr.is_Mul:
+            return math.prod(max(_size(a), 1.0) for a in expr.args)
+        if expr.is_Add:
+            return sum(_size(a) for a in expr.args)
+        return max((_size(a) for a in expr.args), default=1.0)
+    except OverflowError:
+        return math.inf
 
 
 def _latex_to_python(s: str) -> str | None:
@@ -160,20 +196,6 @@ def _latex_to_python(s: str) -> str | None:
             out.append({"^": "**", "{": "(", "}": ")"}.get(s[i], s[i]))
             i += 1
     return "".join(out)
-
-
-def _tower(text: str) -> bool:
-    """A power whose exponent holds a power or more than 4 digits (10^{10^{10}}): too big to expand."""
-    for match in re.finditer(r"\*\*", text):
-        rest = text[match.end():].lstrip()
-        if rest.startswith("("):
-            group = _braced(rest, 0, "()")
-            exponent = rest if group is None else group[0]
-        else:
-            exponent = re.match(r"[-\w.]*", rest).group(0)
-        if "**" in exponent or len(re.sub(r"\D", "", exponent)) > 4:
-            return True
-    return False
 
 
 def equivalent(a: str, b: str) -> bool:

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.config import load_config
 from problems import DatasetError, load_problems, select_problems
@@ -45,12 +47,18 @@ def test_different_answers_do_not_match(a, b):
 
 
 @pytest.mark.parametrize("answer", ["__import__('os').system('true')", "quit()", "exit()", "open('x')",
-                                    "lambda: 1", r"10^{10^{10}}", "2^{100000}"])
+                                    "lambda: 1", r"10^{10^{10}}", "2^{100000}", "9^9^9", "((99^99)^99)^99"])
 def test_a_models_answer_is_never_run_as_code_nor_expanded(answer):
     """Python that would exit or reach the OS is just a wrong answer; a tower of powers is compared as text."""
     assert math_task.to_sympy(math_task.normalize(answer)) is None
     assert not math_task.equivalent(answer, "1")
     assert math_task.equivalent(answer, answer)  # as text, it still equals itself
+
+
+def test_big_but_buildable_powers_still_compare_by_value():
+    assert math_task.equivalent("2^{10}", "1024") and math_task.equivalent("(9^9)^9", "9^{81}")
+    assert math_task.equivalent("2^{2005}", r"2^{2004} \cdot 2")
+    assert not math_task.equivalent("2^{2005}", "2^{2004}")
 
 
 def test_votes_count_equal_numbers_under_one_key():
@@ -136,3 +144,17 @@ def test_the_flywheel_config_takes_math_with_its_options(tmp_path):
     assert config.task.name == "math"
     problems = select_problems("math", "test", 0, 5, config.task.options)
     assert [p.answer for p in problems] == [r"2\sqrt{2}"]
+
+
+PIECES = ["0", "1", "2", "9", "x", "+", "-", "*", "/", "^", "(", ")", "{", "}", "[", "]", ",", ".", " ", "=",
+          r"\frac", r"\sqrt", r"\pi", r"\infty", r"\cdot", r"\left(", r"\right)", r"\boxed{", r"\text{", "$", "%"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join),
+       st.lists(st.sampled_from(PIECES), max_size=14).map("".join))
+def test_any_garble_of_latex_is_answered_true_or_false_and_equals_itself(a, b):
+    """Whatever a model writes, the checker answers (no exception, no hang) and is reflexive."""
+    assert math_task.equivalent(a, b) in (True, False)
+    assert isinstance(math_task.canonical(a), str)
+    assert math_task.equivalent(a, a) == bool(math_task.normalize(a))
