@@ -35,6 +35,7 @@ _THOUSANDS_RE = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 _LEVEL_RE = re.compile(r"^(?:level\s*)?([1-5])$", re.IGNORECASE)
 _SAFE_RE = re.compile(r"^[0-9A-Za-z+\-*/().\s]*$")
 _NAME_RE = re.compile(r"[A-Za-z]+")
+_HUGE_LITERAL_RE = re.compile(r"\d\.?[eE][+-]?\d{4,}")
 _FUNCTIONS = {"sqrt", "pi", "oo"}
 _MAX_LENGTH = 120
 _MAX_DIGITS = 10_000  #: numbers an answer may build on the way (2^{2005} has 604 digits)
@@ -99,6 +100,8 @@ def to_sympy(normalized: str):
         return None
     if any(len(name) > 1 and name not in _FUNCTIONS for name in _NAME_RE.findall(text)):
         return None  # only known functions and single-letter symbols reach the parser
+    if _HUGE_LITERAL_RE.search(text):
+        return None  # 1e9999999: reading the literal alone takes minutes
     import sympy
 
     try:
@@ -132,6 +135,8 @@ def _digits(expr) -> float:
     """An upper bound on the decimal digits of the numbers evaluating `expr` builds (at least 1)."""
     if expr.is_Rational:
         return float(max(len(str(abs(expr.p))), len(str(expr.q))))
+    if expr.is_Float:  # 1e99999: a short literal, but a 100,000-digit number once made exact
+        return 1.0 if expr.is_zero else abs(float(math.log10(2) * (expr._mpf_[2] + expr._mpf_[3]))) + 1
     if expr.is_Pow:
         base, exponent = expr.args
         return max(_digits(base) * max(_size(exponent), 1.0), _digits(exponent))

@@ -47,7 +47,8 @@ def test_different_answers_do_not_match(a, b):
 
 
 @pytest.mark.parametrize("answer", ["__import__('os').system('true')", "quit()", "exit()", "open('x')",
-                                    "lambda: 1", r"10^{10^{10}}", "2^{100000}", "9^9^9", "((99^99)^99)^99"])
+                                    "lambda: 1", r"10^{10^{10}}", "2^{100000}", "9^9^9", "((99^99)^99)^99",
+                                    "1e9999999", "1.e9999999"])
 def test_a_models_answer_is_never_run_as_code_nor_expanded(answer):
     """Python that would exit or reach the OS is just a wrong answer; a tower of powers is compared as text."""
     assert math_task.to_sympy(math_task.normalize(answer)) is None
@@ -59,6 +60,7 @@ def test_big_but_buildable_powers_still_compare_by_value():
     assert math_task.equivalent("2^{10}", "1024") and math_task.equivalent("(9^9)^9", "9^{81}")
     assert math_task.equivalent("2^{2005}", r"2^{2004} \cdot 2")
     assert not math_task.equivalent("2^{2005}", "2^{2004}")
+    assert math_task.equivalent("1e3", "1000") and math_task.equivalent("2.5e-3", r"\frac{1}{400}")
 
 
 def test_votes_count_equal_numbers_under_one_key():
@@ -146,7 +148,7 @@ def test_the_flywheel_config_takes_math_with_its_options(tmp_path):
     assert [p.answer for p in problems] == [r"2\sqrt{2}"]
 
 
-PIECES = ["0", "1", "2", "9", "x", "+", "-", "*", "/", "^", "(", ")", "{", "}", "[", "]", ",", ".", " ", "=",
+PIECES = ["0", "1", "2", "9", "x", "e", "+", "-", "*", "/", "^", "(", ")", "{", "}", "[", "]", ",", ".", " ", "=",
           r"\frac", r"\sqrt", r"\pi", r"\infty", r"\cdot", r"\left(", r"\right)", r"\boxed{", r"\text{", "$", "%"]
 
 
