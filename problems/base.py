@@ -57,6 +57,14 @@ def split_rng(split: str, seed: int) -> random.Random:
     return random.Random(seed * 1000 + SPLIT_SEEDS[split])
 
 
+def jsonl_path(source: str, split: str) -> Path | None:
+    """The jsonl file `source` names for `split` (a directory holding `{split}.jsonl`, or one `.jsonl` file),
+    or None when `source` is a hub id."""
+    if Path(source).is_dir():
+        return Path(source) / f"{split}.jsonl"
+    return Path(source) if Path(source).suffix == ".jsonl" else None
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     """("FILE:LINE", row) for each non-blank line of a jsonl file; a line that is not a JSON object raises
     `DatasetError` naming it."""

@@ -10,8 +10,8 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from problems.base import DATA_DIR, DatasetError, Problem, read_jsonl
-from problems.steps import final_step
+from problems.base import DATA_DIR, DatasetError, Problem, jsonl_path, read_jsonl
+from problems.steps import final_step, question_prompt
 
 DEFAULT_DIR = DATA_DIR / "gsm8k"
 HUB_ID = "openai/gsm8k"
@@ -27,10 +27,6 @@ def parse_number(text: str) -> Fraction | None:
     return Fraction(cleaned)
 
 
-def _prompt(question: str) -> str:
-    return f"Question: {question.strip()}\nAnswer:\n"
-
-
 def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
     for field in ("question", "answer"):
         if not isinstance(row.get(field), str) or not row[field].strip():
@@ -42,7 +38,7 @@ def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
     if number is None:
         raise DatasetError(f"{where}: field 'answer': gold answer {gold!r} after '####' is not a number")
     return Problem(id=f"gsm8k-{split}-{index}", task="gsm8k", question=row["question"].strip(),
-                   answer=canonical(gold), prompt=_prompt(row["question"]))
+                   answer=canonical(gold), prompt=question_prompt(row["question"]))
 
 
 def load_jsonl(path: str | Path, split: str = "test") -> list[Problem]:
@@ -56,8 +52,8 @@ def load_jsonl(path: str | Path, split: str = "test") -> list[Problem]:
 def load(split: str, *, source: str | None = None, n: int | None = None) -> list[Problem]:
     """A split from a directory of `{train,test}.jsonl` (default: ../shared/data/gsm8k) or a hub id."""
     source = source or str(DEFAULT_DIR)
-    if Path(source).is_dir() or Path(source).suffix == ".jsonl":
-        path = Path(source) / f"{split}.jsonl" if Path(source).is_dir() else Path(source)
+    path = jsonl_path(source, split)
+    if path is not None:
         problems = load_jsonl(path, split)
     else:  # a hub id such as openai/gsm8k, where a hub is reachable
         import datasets

@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from pathlib import Path
+from functools import lru_cache
 
-from problems.base import DATA_DIR, DatasetError, Problem, read_jsonl
-from problems.steps import final_step
+from problems.base import DATA_DIR, DatasetError, Problem, jsonl_path, read_jsonl
+from problems.steps import final_step, question_prompt
 
 DEFAULT_DIR = DATA_DIR / "math"
 HUB_ID = "HuggingFaceH4/MATH-500"
@@ -65,6 +65,7 @@ def _braced(text: str, start: int, pair: str = "{}") -> tuple[str, int] | None:
     return None
 
 
+@lru_cache(maxsize=8192)
 def normalize(answer: str) -> str:
     """The answer without presentation: what two equal answers written differently still share."""
     s = answer.strip()
@@ -92,6 +93,7 @@ def normalize(answer: str) -> str:
     return s
 
 
+@lru_cache(maxsize=8192)  # the gold answer is parsed once, not once per leaf checked against it
 def to_sympy(normalized: str):
     """A sympy expression for a normalised answer of numbers, operators, single-letter variables,
     `\\frac`, `\\sqrt`, `\\pi`, `\\infty`; None for anything else (tuples, text, numbers too big to build)."""
@@ -288,10 +290,6 @@ def check(problem: Problem, answer: str) -> bool:
     return equivalent(answer, problem.answer)
 
 
-def _prompt(question: str) -> str:
-    return f"Question: {question.strip()}\nAnswer:\n"
-
-
 def _level(value) -> int | None:
     match = _LEVEL_RE.match(str(value).strip()) if value is not None else None
     return int(match.group(1)) if match else None
@@ -313,7 +311,7 @@ def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
                                "field 'answer')")
     ident = row.get("unique_id") or f"{split}-{index}"
     return Problem(id=f"math-{ident}", task="math", question=row["problem"].strip(), answer=gold.strip(),
-                   prompt=_prompt(row["problem"]))
+                   prompt=question_prompt(row["problem"]))
 
 
 def _selected(row: dict, levels: set[int] | None, subjects: set[str] | None) -> bool:
@@ -334,8 +332,8 @@ def load(split: str, *, source: str | None = None, n: int | None = None, levels:
             raise DatasetError(f"levels: expected 1-5 or 'Level 1'-'Level 5', got {list(levels)}")
     wanted_subjects = None if subjects is None else {s.strip().lower() for s in subjects}
     source = source or str(DEFAULT_DIR)
-    if Path(source).is_dir() or Path(source).suffix == ".jsonl":
-        path = Path(source) / f"{split}.jsonl" if Path(source).is_dir() else Path(source)
+    path = jsonl_path(source, split)
+    if path is not None:
         if not path.is_file():
             raise DatasetError(f"{path}: MATH file not found (task.options.source: a directory of "
                                f"train/test .jsonl files, one .jsonl file, or a hub id such as {HUB_ID})")

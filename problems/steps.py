@@ -8,6 +8,11 @@ ANSWER_PREFIX = "The answer is "
 _ANSWER_RE = re.compile(r"The answer is\s*(.+?)\s*$")
 
 
+def question_prompt(question: str) -> str:
+    """The prompt of a word problem (GSM8K, MATH): the question, then the steps that answer it."""
+    return f"Question: {question.strip()}\nAnswer:\n"
+
+
 def final_step(answer: str) -> str:
     """The final step that states `answer`."""
     return f"{ANSWER_PREFIX}{answer}\n"
