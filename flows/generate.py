@@ -54,13 +54,24 @@ def fan_out(search_kwargs: dict, *, start: int, count: int, shard: str, shard_si
         results = _waves([search_task.submit(**kwargs, torch_threads=threads) for kwargs in wave]
                          for wave in _chunks(shards, parallelism))
     added = ingest_task(store_path, [r["shard"] for r in results]) if store_path else 0
+    wave = 1 if runner == "local" and parallelism == 1 else parallelism
+    return {"shards": [r["shard"] for r in results], "costs": summed_costs(results, wave), "added": added,
+            "trees": sum(r["trees"] for r in results),
+            "generated_tokens": sum(r["generated_tokens"] for r in results)}
+
+
+def summed_costs(results: list[dict], wave: int) -> dict:
+    """Per budget, the shards' counters summed; `wall_seconds` is the time the shards took as they ran, `wave`
+    at a time (each wave as long as its slowest shard), and `worker_seconds` the sum of their times."""
     costs: dict = {}
     for r in results:
         for budget, c in r["costs"].items():
             costs[budget] = {k: costs.get(budget, {}).get(k, 0) + v for k, v in c.items()}
-    return {"shards": [r["shard"] for r in results], "costs": costs, "added": added,
-            "trees": sum(r["trees"] for r in results),
-            "generated_tokens": sum(r["generated_tokens"] for r in results)}
+    for budget, c in costs.items():
+        c["worker_seconds"] = c["wall_seconds"]
+        c["wall_seconds"] = sum(max((r["costs"][budget]["wall_seconds"] for r in chunk if budget in r["costs"]),
+                                    default=0.0) for chunk in _chunks(results, wave))
+    return costs
 
 
 def _chunks(items: list, size: int) -> list[list]:

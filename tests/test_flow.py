@@ -287,6 +287,18 @@ def test_generation_fans_out_over_shards_and_gives_the_same_trees(prefect_harnes
     assert trees["one"] == trees["four"] and len({t for t, *_ in trees["one"]}) == 8
 
 
+def test_shards_run_side_by_side_cost_the_wall_time_of_their_slowest_shard_per_wave():
+    from flows.generate import summed_costs
+
+    short = {200: {"wall_seconds": 1.0, "policy_calls": 2}}  # a budget only the first and last shard have
+    results = [{"costs": {800: {"wall_seconds": w, "policy_calls": 1}, **(short if w < 4 else {})}}
+               for w in (3.0, 5.0, 2.0)]
+    side_by_side = summed_costs(results, 2)  # waves: (3, 5) then (2)
+    assert side_by_side[800] == {"wall_seconds": 7.0, "worker_seconds": 10.0, "policy_calls": 3}
+    assert side_by_side[200] == {"wall_seconds": 2.0, "worker_seconds": 2.0, "policy_calls": 4}
+    assert summed_costs(results, 1)[800]["wall_seconds"] == 10.0  # one after another: the sum
+
+
 @pytest.mark.skipif(__import__("importlib").util.find_spec("prefect_ray") is None,
                     reason="prefect-ray is not installed (pip install 'treeflow[ray]')")
 def test_generation_on_ray_gives_the_same_trees(prefect_harness, tmp_path, tiny_policy_dir):
