@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 import uuid
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
@@ -61,6 +62,18 @@ def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, meth
 _HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the cached value model's key alone
 
 
+def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
+    """Where the first value model of a run from `policy` is cached: a hash of everything it is trained from
+    (the policy, the value settings and targets, the task, the seed, the held-out split)."""
+    value = config.value.model_dump(exclude={"init"} if config.value.init is None else set())  # unset: old keys
+    key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
+                                     repr(config.value_training), config.value_targets, config.value_td_lambda,
+                                     config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
+                                     config.seed, held_out_sql()],  # the split too: another split, another model
+                                    sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return config.paths["cache"] / f"value-{key}"
+
+
 def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     """The first value model: given, cached, or trained from `value.init` (default: the policy) on the
     configured targets of the policy's sampled rollouts."""
@@ -69,13 +82,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     if config.value.path is not None:
         return resolve_model(config.value.path)
     init = policy if config.value.init is None else resolve_model(config.value.init)
-    value = config.value.model_dump(exclude={"init"} if config.value.init is None else set())  # unset: old keys
-    key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
-                                     repr(config.value_training), config.value_targets, config.value_td_lambda,
-                                     config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
-                                     config.seed, held_out_sql()],  # the split too: another split, another model
-                                    sort_keys=True, default=str).encode()).hexdigest()[:12]
-    out = config.paths["cache"] / f"value-{key}"
+    out = bootstrap_value_dir(config, policy)
     if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
         return str(out)
     sampling = SamplingConfig(n=config.value.rollouts, max_depth=config.search.max_depth)
