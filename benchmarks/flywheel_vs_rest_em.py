@@ -1,14 +1,17 @@
 """The search flywheel against ReST-EM on the CPU testbed, at the same training generation budget.
 
     python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--seeds 0] \
-        [--workdir work/compare] [--prefix tb] [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
+        [--workdir work/compare] [--prefix tb] [--search JSON] [--analyze-only] \
+        [--plot docs/flywheel-vs-rest-em.png]
 
 Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same
 bootstrap policy and value model, training problems, per-problem token cap, SFT, value refit and
 evaluation; only the generator differs: MCTS-alpha or `rest_em.samples` samples), then reads back per
 iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, training tokens per
 problem and D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws
-both accuracies over iterations. `--analyze-only` reads runs already in the store.
+both accuracies over iterations. `--search` changes the flywheel's training search only (e.g. more paths on
+one tree; `benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only`
+reads runs already in the store.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--workdir", default="work/compare")
     parser.add_argument("--cache", default=None, help="bootstrap cache (default: <workdir>/cache)")
     parser.add_argument("--prefix", default="tb", help="run ids are PREFIX-flywheel-sSEED, PREFIX-restem-sSEED")
+    parser.add_argument("--search", default=None, metavar="JSON",
+                        help='the flywheel\'s training search over the config\'s, e.g. \'{"k": 3, "paths": 5}\'; '
+                             "MCTS-alpha is still evaluated with the config's own settings")
     parser.add_argument("--analyze-only", action="store_true")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/flywheel-vs-rest-em.png)")
     args = parser.parse_args()
@@ -46,8 +52,8 @@ def main() -> None:
     for seed in args.seeds:
         for name in FLOWS:
             run_id = f"{args.prefix}-{name}-s{seed}"
-            config = load_config(args.config, {"workdir": args.workdir, "cache_dir": args.cache, "seed": seed,
-                                               "run_id": run_id})
+            config = with_training_search(load_config(args.config, {
+                "workdir": args.workdir, "cache_dir": args.cache, "seed": seed, "run_id": run_id}), args.search)
             if not args.analyze_only:
                 t0 = time.perf_counter()
                 (flywheel if name == "flywheel" else rest_em)(config)
@@ -61,6 +67,31 @@ def main() -> None:
                                 f"{'s' * (len(args.seeds) > 1)}, {config.task.test_size} test problems, "
                                 f"{config.evaluation.token_budget} tokens)")
     print(f"picture: {path}")
+
+
+def with_training_search(config, search: str | None):
+    """`config` with its training search changed by the JSON settings `search`, and the evaluation's MCTS-alpha
+    pinned to the settings it had, so only the generator differs from a run without them."""
+    import json
+
+    from flows.config import FlywheelConfig
+
+    if not search:
+        return config
+    try:
+        changes = json.loads(search)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--search {search!r}: not JSON ({e})") from None
+    if not isinstance(changes, dict):
+        raise SystemExit(f"--search {search!r}: expected a JSON object of MCTS-alpha settings")
+    data = config.model_dump()
+    if unknown := set(changes) - set(data["search"]):
+        raise SystemExit(f"--search: unknown MCTS-alpha settings {sorted(unknown)}")
+    pinned = {key: data["search"][key] for key in changes}
+    data["search"].update(changes)
+    settings = data["evaluation"]["settings"]
+    settings["mcts_alpha"] = {**pinned, **settings.get("mcts_alpha", {})}
+    return FlywheelConfig.model_validate(data)
 
 
 def _cell(rows: list[dict], key: str, scale: float, fmt: str) -> str:
