@@ -1,8 +1,8 @@
 """The search flywheel against ReST-EM on the CPU testbed, at the same training generation budget.
 
     python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--seeds 0] \
-        [--workdir work/compare] [--prefix tb] [--search JSON] [--analyze-only] \
-        [--plot docs/flywheel-vs-rest-em.png]
+        [--workdir work/compare] [--prefix tb] [--search JSON] [--flows flywheel restem] \
+        [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
 
 Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same
 bootstrap policy and value model, training problems, per-problem token cap, SFT, value refit and
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--search", default=None, metavar="JSON",
                         help='the flywheel\'s training search over the config\'s, e.g. \'{"k": 3, "paths": 5}\'; '
                              "MCTS-alpha is still evaluated with the config's own settings")
+    parser.add_argument("--flows", nargs="+", choices=list(FLOWS), default=list(FLOWS),
+                        help="run (and report) only these, e.g. the flywheel alone under another --search")
     parser.add_argument("--analyze-only", action="store_true")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/flywheel-vs-rest-em.png)")
     args = parser.parse_args()
@@ -46,11 +48,11 @@ def main() -> None:
     from flows.figures import iteration_figures, plot_over_iterations
     from flows.flywheel import flywheel, rest_em
 
-    series: dict[str, list[list[dict]]] = {name: [] for name in FLOWS}
-    minutes: dict[str, list[float]] = {name: [] for name in FLOWS}
+    series: dict[str, list[list[dict]]] = {name: [] for name in args.flows}
+    minutes: dict[str, list[float]] = {name: [] for name in args.flows}
     config = None
     for seed in args.seeds:
-        for name in FLOWS:
+        for name in args.flows:
             run_id = f"{args.prefix}-{name}-s{seed}"
             config = with_training_search(load_config(args.config, {
                 "workdir": args.workdir, "cache_dir": args.cache, "seed": seed, "run_id": run_id}), args.search)
@@ -60,8 +62,8 @@ def main() -> None:
                 minutes[name].append((time.perf_counter() - t0) / 60)
             series[name].append(iteration_figures(config.paths["store"], run_id, config.evaluation.token_budget))
     _report(series, minutes, config, args.seeds)
-    path = plot_over_iterations({"search flywheel (MCTS-alpha)": series["flywheel"],
-                                 f"ReST-EM ({config.rest_em.samples} samples)": series["restem"]},
+    labels = {"flywheel": "search flywheel (MCTS-alpha)", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
+    path = plot_over_iterations({labels[name]: rows for name, rows in series.items()},
                                 args.plot or f"{args.workdir}/flywheel-vs-rest-em.png",
                                 f"{config.task.name}: flywheel vs ReST-EM ({len(args.seeds)} seed"
                                 f"{'s' * (len(args.seeds) > 1)}, {config.task.test_size} test problems, "
