@@ -88,7 +88,9 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
                      generation=GenerationSettings(shard_size=4, parallelism=2, runner="deployment"),
                      training=TrainingPlacement(runner="deployment"))
     port = free_port()
-    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)  # once the server is up and the deployments are in
+    # once the server is up and the deployments are in: a schedule registered after its anchor first fires an
+    # interval (a day) later. 20 s was enough on the faster machines; an AVX2 EPYC here took longer to start
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
     log = tmp_path / "serve.log"
     serve = _start([TREEFLOW, "serve", "--config", str(config), "--port", str(port), "--interval", "86400",
                     "--anchor", due.isoformat()], log, MLFLOW_TRACKING_URI=mlflow_server,
