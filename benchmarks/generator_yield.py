@@ -96,14 +96,14 @@ def _start_models(config) -> tuple[str, str]:
 
 
 def _method_config(config, method: str, settings: dict):
-    from search import METHODS, SamplingConfig
+    """`method`'s config as the flows generate with it (MCTS-alpha: the flywheel's `search`; Self-Consistency:
+    ReST-EM's sampling), with `settings` over it."""
+    from flows.flywheel import training_generator
+    from search import METHODS
 
-    if method == "mcts_alpha":
-        base = config.search
-    elif method == "self_consistency":
-        base = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
-    else:
-        base = METHODS[method][1](max_depth=config.search.max_depth)
+    generator = {"mcts_alpha": "mcts_alpha", "self_consistency": "rest_em"}.get(method)
+    base = training_generator(config, generator)[1] if generator else \
+        METHODS[method][1](max_depth=config.search.max_depth)
     fields = {f.name for f in dataclasses.fields(base)}
     if unknown := set(settings) - fields:
         raise SystemExit(f"{method}: unknown settings {sorted(unknown)}; it has {sorted(fields)}")
@@ -114,10 +114,11 @@ def _run(config, name: str, method: str, settings: dict, policy: str, value: str
          count: int) -> dict:
     """Search the slice with one generator, ingest its shard into a scratch trace store, and read back what
     SFT would train on: `sft_traces`, distinct per (prompt, completion), as the flow's SFT reads it."""
+    from flows.flywheel import training_generator
     from tasks.search import run_search
 
-    cap = config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget
-    budgets = None if method == "greedy" else [cap]
+    # as the flows generate: MCTS-alpha at its own `token_budget`, samples (and any other method) under the cap
+    budgets = None if method in ("greedy", "mcts_alpha") else training_generator(config, "rest_em")[2]
     root = config.paths["root"] / "generator-yield"
     t0 = time.perf_counter()
     out = run_search(task_name=config.task.name, task_options=config.task.options, split="train", start=start,

@@ -229,15 +229,20 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Model
     return promoted
 
 
+def training_generator(config: FlywheelConfig, generator: str) -> tuple[str, object, list[int] | None]:
+    """(search method, its config, budgets) that generate a flow's training trees: MCTS-alpha as `search`
+    says (the flywheel), or `rest_em.samples` samples per problem under the same token cap (ReST-EM)."""
+    if generator == "mcts_alpha":
+        return "mcts_alpha", config.search, None
+    sampling = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
+    return "self_consistency", sampling, [config.rest_em.token_budget or config.search.token_budget
+                                          or config.evaluation.token_budget]
+
+
 def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, generator: str) -> dict:
     """This iteration's training trees, fanned out over shards and ingested: MCTS-alpha (the flywheel) or
     k samples per problem under the same token cap (ReST-EM)."""
-    if generator == "mcts_alpha":
-        method, method_config, budgets = "mcts_alpha", config.search, None
-    else:
-        method = "self_consistency"
-        method_config = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
-        budgets = [config.rest_em.token_budget or config.search.token_budget or config.evaluation.token_budget]
+    method, method_config, budgets = training_generator(config, generator)
     kwargs = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
                   method_config=method_config, budgets=budgets, iteration=iteration, stage="search")
     return _fan_out(config, kwargs, config.value.problems + (iteration - 1) * config.task.train_per_iteration,
