@@ -2,7 +2,7 @@
 
     python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--seeds 0] \
         [--workdir work/compare] [--prefix tb] [--search JSON] [--flows flywheel restem] \
-        [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
+        [--retest N] [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
 
 Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same
 bootstrap policy and value model, training problems, per-problem token cap, SFT, value refit and
@@ -11,7 +11,9 @@ iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, 
 problem and D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws
 both accuracies over iterations. `--search` changes the flywheel's training search only (e.g. more paths on
 one tree; `benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only`
-reads runs already in the store.
+reads runs already in the store. `--retest N` also decodes every iteration's policy greedily, as the flows
+evaluate it, on the first N test problems (the flows evaluate the first `task.test_size` of them): 200
+problems give one accuracy a standard error of about 3 points, as large as the gaps being compared.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main() -> None:
                              "MCTS-alpha is still evaluated with the config's own settings")
     parser.add_argument("--flows", nargs="+", choices=list(FLOWS), default=list(FLOWS),
                         help="run (and report) only these, e.g. the flywheel alone under another --search")
+    parser.add_argument("--retest", type=int, default=None, metavar="N",
+                        help="also decode each iteration's policy greedily on the first N test problems")
     parser.add_argument("--analyze-only", action="store_true")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/flywheel-vs-rest-em.png)")
     args = parser.parse_args()
@@ -50,7 +54,9 @@ def main() -> None:
 
     series: dict[str, list[list[dict]]] = {name: [] for name in args.flows}
     minutes: dict[str, list[float]] = {name: [] for name in args.flows}
-    config = None
+    if args.retest is not None and args.retest < 1:
+        raise SystemExit(f"--retest {args.retest}: expected a number of test problems >= 1")
+    config, retested = None, {}
     for seed in args.seeds:
         for name in args.flows:
             run_id = f"{args.prefix}-{name}-s{seed}"
@@ -60,8 +66,14 @@ def main() -> None:
                 t0 = time.perf_counter()
                 (flywheel if name == "flywheel" else rest_em)(config)
                 minutes[name].append((time.perf_counter() - t0) / 60)
-            series[name].append(iteration_figures(config.paths["store"], run_id, config.evaluation.token_budget))
-    _report(series, minutes, config, args.seeds)
+            rows = iteration_figures(config.paths["store"], run_id, config.evaluation.token_budget)
+            if args.retest:
+                for row, again in zip(rows, retest(config, run_id, args.retest, retested), strict=True):
+                    row.update(again)
+            series[name].append(rows)
+    _report(series, minutes, config, args.seeds, args.retest)
+    if args.retest:
+        _report_retest(series, args.retest, config.task.test_size)
     labels = {"flywheel": "search flywheel (MCTS-alpha)", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
     path = plot_over_iterations({labels[name]: rows for name, rows in series.items()},
                                 args.plot or f"{args.workdir}/flywheel-vs-rest-em.png",
@@ -96,6 +108,40 @@ def with_training_search(config, search: str | None):
     return FlywheelConfig.model_validate(data)
 
 
+def retest(config, run_id: str, count: int, done: dict | None = None) -> list[dict]:
+    """Per iteration of run `run_id`, its policy decoded greedily (as the flows evaluate greedy) on the first
+    `count` test problems: the accuracy on all of them (`greedy_retest`) and on the first `task.test_size`, the
+    flows' own (`greedy_first`: it reproduces the stored figure). `done` (policy path -> answers) saves decoding
+    a policy twice, e.g. the bootstrap every run starts from."""
+    import statistics
+
+    import pyarrow.parquet as pq
+
+    from flows.config import method_configs
+    from flows.flywheel import search_kwargs
+    from problems import select_problems
+    from storage.store import query
+    from tasks.search import run_search
+
+    done = {} if done is None else done
+    _, policies = query(config.paths["store"], "SELECT iteration, any_value(policy) FROM evaluations WHERE run_id "
+                                               "= ? AND method = 'greedy' GROUP BY 1 ORDER BY 1", [run_id])
+    ids = [p.id for p in select_problems(config.task.name, "test", 0, count, config.task.options)]
+    rows = []
+    for iteration, policy in policies:
+        if (policy, count) not in done:
+            out = run_search(**search_kwargs(config, f"retest-{run_id}", policy, None), split="test", start=0,
+                             count=count, method="greedy", method_config=method_configs(config)["greedy"],
+                             iteration=iteration, stage="eval",
+                             shard=str(config.paths["root"] / "retest" / f"{run_id}-it{iteration}"))
+            trees = pq.read_table(Path(out["shard"], "trees.parquet"), columns=["problem_id", "correct"])
+            done[policy, count] = {t["problem_id"]: bool(t["correct"]) for t in trees.to_pylist()}
+        correct = done[policy, count]
+        rows.append({"iteration": iteration, "greedy_retest": statistics.fmean(correct[i] for i in ids),
+                     "greedy_first": statistics.fmean(correct[i] for i in ids[:config.task.test_size])})
+    return rows
+
+
 def _cell(rows: list[dict], key: str, scale: float, fmt: str) -> str:
     values = [scale * r[key] for r in rows if r.get(key) is not None]
     if not values:
@@ -104,28 +150,52 @@ def _cell(rows: list[dict], key: str, scale: float, fmt: str) -> str:
     return f"{statistics.fmean(values):{fmt}}{sd}"
 
 
-def _report(series: dict, minutes: dict, config, seeds: list[int]) -> None:
+def _report(series: dict, minutes: dict, config, seeds: list[int], retest: int | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"flywheel vs ReST-EM on {config.task.name}: {config.task.train_per_iteration} training "
                         f"problems per iteration, {config.task.test_size} test problems, seeds "
                         f"{', '.join(map(str, seeds))} (mean ± sd)")
-    for col in ("flow", "iteration", "greedy %", "MCTS-alpha %", "value AUC (held out)", "train tokens/problem",
-                "D+ traces"):
+    retested = [f"greedy % ({retest} problems)"] if retest else []
+    for col in ("flow", "iteration", "greedy %", *retested, "MCTS-alpha %", "value AUC (held out)",
+                "train tokens/problem", "D+ traces"):
         table.add_column(col, justify="left" if col == "flow" else "right", no_wrap=True)
     for name, per_seed in series.items():
         for i in sorted({r["iteration"] for rows in per_seed for r in rows}):
             rows = [r for seed_rows in per_seed for r in seed_rows if r["iteration"] == i]
-            table.add_row(name, str(i), _cell(rows, "greedy", 100, ".1f"), _cell(rows, "mcts_alpha", 100, ".1f"),
-                          _cell(rows, "value_heldout_auc", 1, ".3f"), _cell(rows, "tokens_per_problem", 1, ".0f"),
-                          _cell(rows, "traces", 1, ".0f"))
+            again = [_cell(rows, "greedy_retest", 100, ".1f")] if retest else []
+            table.add_row(name, str(i), _cell(rows, "greedy", 100, ".1f"), *again,
+                          _cell(rows, "mcts_alpha", 100, ".1f"), _cell(rows, "value_heldout_auc", 1, ".3f"),
+                          _cell(rows, "tokens_per_problem", 1, ".0f"), _cell(rows, "traces", 1, ".0f"))
     console = Console(width=140)
     console.print(table)
     for name, values in minutes.items():
         if values:
             console.print(f"{name}: {statistics.fmean(values):.1f} min per seed "
                           f"({', '.join(f'{v:.1f}' for v in values)})")
+
+
+def _report_retest(series: dict, count: int, test_size: int) -> None:
+    """Whether the retest reproduced the flows' own greedy figures on their `test_size` problems; per seed, each
+    flow's last iteration on `count` test problems, and the gap between the two flows."""
+    from rich.console import Console
+
+    console = Console(width=140)
+    rows = [r for per_seed in series.values() for seed_rows in per_seed for r in seed_rows]
+    same = sum(abs(r["greedy_first"] - r["greedy"]) < 1e-9 for r in rows)
+    console.print(f"the retest's first {test_size} problems reproduce the flows' greedy figure at {same} of "
+                  f"{len(rows)} (run, iteration) pairs")
+    for name, per_seed in series.items():
+        last = [100 * rows[-1]["greedy_retest"] for rows in per_seed]
+        console.print(f"{name}, greedy on {count} test problems at the last iteration, per seed: "
+                      f"{', '.join(f'{v:.1f}' for v in last)} %")
+    if len(series) == 2:
+        a, b = series.values()
+        gaps = [100 * (x[-1]["greedy_retest"] - y[-1]["greedy_retest"]) for x, y in zip(a, b, strict=True)]
+        sd = f", sd {statistics.stdev(gaps):.1f}" if len(gaps) > 1 else ""
+        console.print(f"greedy on {count} test problems at the last iteration, {' - '.join(series)} per seed: "
+                      f"{', '.join(f'{g:+.1f}' for g in gaps)} points (mean {statistics.fmean(gaps):+.1f}{sd})")
 
 
 if __name__ == "__main__":

@@ -114,19 +114,16 @@ def _run(config, name: str, method: str, settings: dict, policy: str, value: str
          count: int) -> dict:
     """Search the slice with one generator, ingest its shard into a scratch trace store, and read back what
     SFT would train on: `sft_traces`, distinct per (prompt, completion), as the flow's SFT reads it."""
-    from flows.flywheel import training_generator
+    from flows.flywheel import search_kwargs, training_generator
     from tasks.search import run_search
 
     # as the flows generate: MCTS-alpha at its own `token_budget`, samples (and any other method) under the cap
     budgets = None if method in ("greedy", "mcts_alpha") else training_generator(config, "rest_em")[2]
     root = config.paths["root"] / "generator-yield"
     t0 = time.perf_counter()
-    out = run_search(task_name=config.task.name, task_options=config.task.options, split="train", start=start,
+    out = run_search(**search_kwargs(config, f"yield-{name}", policy, value), split="train", start=start,
                      count=count, method=method, method_config=_method_config(config, method, settings),
-                     policy_path=policy, value_path=value, temperature=config.policy.temperature,
-                     max_step_tokens=config.policy.max_step_tokens, max_batch_rows=config.policy.max_batch_rows,
-                     batch_size=config.batch_size, seed=config.seed, shard=str(root / name),
-                     run_id=f"yield-{name}", iteration=1, stage="search", budgets=budgets)
+                     shard=str(root / name), iteration=1, stage="search", budgets=budgets)
     wall = time.perf_counter() - t0
     return {**yield_of(root / f"{name}.duckdb", out["shard"]), "wall": wall}
 

@@ -47,7 +47,9 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
         return str(bootstrap(recipe, config.paths["cache"], progress=lambda s, _: update(s)))
 
 
-def _search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str | None) -> dict:
+def search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str | None) -> dict:
+    """The arguments of `tasks.search.run_search` that come from the config and the models; the caller adds what
+    to search (split, slice, method and its config, iteration, stage, budgets) and where its shard goes."""
     return dict(task_name=config.task.name, task_options=config.task.options, policy_path=policy,
                 value_path=value, temperature=config.policy.temperature, backend=config.policy.backend,
                 device=config.policy.device, dtype=config.policy.dtype,
@@ -86,7 +88,7 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
         return str(out)
     sampling = SamplingConfig(n=config.value.rollouts, max_depth=config.search.max_depth)
-    kwargs = dict(**_search_kwargs(config, run_id, policy, None), split="train", method="self_consistency",
+    kwargs = dict(**search_kwargs(config, run_id, policy, None), split="train", method="self_consistency",
                   method_config=sampling, iteration=0, stage="bootstrap")
     _fan_out(config, kwargs, 0, config.value.problems, _shard(config, run_id, 0, "bootstrap", "self_consistency"))
     if config.training.runner == "deployment":  # on the training workers, as every other training
@@ -107,7 +109,7 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
     rows = []
     for method in methods:
         verifier = orm if method == "best_of_n_orm" and orm else value
-        kwargs = dict(**_search_kwargs(config, run_id, policy, verifier), split="test", method=method,
+        kwargs = dict(**search_kwargs(config, run_id, policy, verifier), split="test", method=method,
                       method_config=configs[method], iteration=iteration, stage="eval", budgets=budgets)
         stats = _fan_out(config, kwargs, 0, config.task.test_size,
                          _shard(config, run_id, iteration, f"eval-s{config.seed}", method))
@@ -243,7 +245,7 @@ def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Model
     """This iteration's training trees, fanned out over shards and ingested: MCTS-alpha (the flywheel) or
     k samples per problem under the same token cap (ReST-EM)."""
     method, method_config, budgets = training_generator(config, generator)
-    kwargs = dict(**_search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
+    kwargs = dict(**search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
                   method_config=method_config, budgets=budgets, iteration=iteration, stage="search")
     return _fan_out(config, kwargs, config.value.problems + (iteration - 1) * config.task.train_per_iteration,
                     config.task.train_per_iteration, _shard(config, run_id, iteration, "search", generator))

@@ -86,21 +86,3 @@ def test_the_real_generators_run_on_the_tiny_policy_and_greedy_answers_match_d_p
     assert greedy["traces"] == sum(greedy["answered"].values())
     assert 0 < sampled["tokens"] <= 6 * (300 + config.policy.max_step_tokens * 3)
     assert sampled["traces"] <= 3 * 6
-
-
-def test_the_comparison_can_change_the_training_search_and_evaluates_mcts_alpha_as_before(load_benchmark):
-    from pathlib import Path
-
-    from flows.config import load_config, method_configs
-
-    compare = load_benchmark("flywheel_vs_rest_em")
-    config = load_config(Path(__file__).parents[1] / "configs" / "testbed.yaml")
-    wide = compare.with_training_search(config, '{"k": 3, "paths": 5}')
-    assert (wide.search.k, wide.search.paths) == (3, 5)
-    assert (wide.search.simulations, wide.search.token_budget) == (config.search.simulations, 800)
-    assert method_configs(wide)["mcts_alpha"] == method_configs(config)["mcts_alpha"]  # evaluated as before
-    assert wide.rest_em == config.rest_em and compare.with_training_search(config, None) is config
-    bad_ones = (('{"kk": 3}', "unknown MCTS-alpha settings"), ("[3]", "JSON object"), ("{k: 3}", "not JSON"))
-    for bad, match in bad_ones:
-        with pytest.raises(SystemExit, match=match):
-            compare.with_training_search(config, bad)
