@@ -49,7 +49,7 @@ def main() -> None:
 
     env.configure(args.workdir)
     from flows.config import load_config
-    from flows.figures import iteration_figures, plot_over_iterations
+    from flows.figures import ITERATION_PANELS, iteration_figures, plot_over_iterations
     from flows.flywheel import flywheel, rest_em
 
     series: dict[str, list[list[dict]]] = {name: [] for name in args.flows}
@@ -75,11 +75,15 @@ def main() -> None:
     if args.retest:
         _report_retest(series, args.retest, config.task.test_size)
     labels = {"flywheel": "search flywheel (MCTS-alpha)", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
+    panels = ITERATION_PANELS
+    if args.retest:
+        panels = (ITERATION_PANELS[0], ("greedy_retest", f"greedy on {args.retest} test problems"),
+                  *ITERATION_PANELS[1:])
     path = plot_over_iterations({labels[name]: rows for name, rows in series.items()},
                                 args.plot or f"{args.workdir}/flywheel-vs-rest-em.png",
                                 f"{config.task.name}: flywheel vs ReST-EM ({len(args.seeds)} seed"
                                 f"{'s' * (len(args.seeds) > 1)}, {config.task.test_size} test problems, "
-                                f"{config.evaluation.token_budget} tokens)")
+                                f"{config.evaluation.token_budget} tokens)", panels)
     print(f"picture: {path}")
 
 

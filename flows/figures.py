@@ -108,12 +108,18 @@ def iteration_figures(store_path: str | Path, run_id: str, budget: int | None = 
             for i in sorted({i for i, *_ in evals})]
 
 
-def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, title: str) -> Path:
-    """Greedy and MCTS-alpha accuracy over iterations, one line per flow (`series`: label -> per seed the
-    rows of `iteration_figures`), mean and sd over seeds."""
+#: the panels of `plot_over_iterations`: (row key, title)
+ITERATION_PANELS = (("greedy", "greedy (CoT)"), ("mcts_alpha", "MCTS-alpha"))
+
+
+def plot_over_iterations(series: dict[str, list[list[dict]]], path: str | Path, title: str,
+                         panels: tuple[tuple[str, str], ...] = ITERATION_PANELS) -> Path:
+    """Accuracy over iterations, one panel per (row key, title) of `panels` (default: greedy and MCTS-alpha),
+    one line per flow (`series`: label -> per seed the rows of `iteration_figures`), mean and sd over seeds."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, key, name in zip(axes, ("greedy", "mcts_alpha"), ("greedy (CoT)", "MCTS-alpha"), strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, (key, name) in zip(axes, panels, strict=True):
         for label, seeds in series.items():
             its = sorted({r["iteration"] for rows in seeds for r in rows if r[key] is not None})
             acc = [[100 * r[key] for rows in seeds for r in rows if r["iteration"] == i and r[key] is not None]
