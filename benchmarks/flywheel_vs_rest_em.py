@@ -115,8 +115,9 @@ def with_training_search(config, search: str | None):
 def retest(config, run_id: str, count: int, done: dict | None = None) -> list[dict]:
     """Per iteration of run `run_id`, its policy decoded greedily (as the flows evaluate greedy) on the first
     `count` test problems: the accuracy on all of them (`greedy_retest`) and on the first `task.test_size`, the
-    flows' own (`greedy_first`: it reproduces the stored figure). `done` (policy path -> answers) saves decoding
-    a policy twice, e.g. the bootstrap every run starts from."""
+    flows' own (`greedy_first`: it reproduces the stored figure). Shards go under `<workdir>/retest`. `done`
+    ((policy path, count) -> correct per problem id) saves decoding a policy twice, e.g. the bootstrap every run
+    starts from."""
     import statistics
 
     import pyarrow.parquet as pq

@@ -74,6 +74,10 @@ def test_the_retest_decodes_each_policy_once_as_the_flows_do_and_reproduces_thei
 
 
 def test_the_retest_report_gives_each_seeds_gap_between_the_flows_and_its_own_panel(compare, capsys, tmp_path):
+    from PIL import Image
+
+    from flows.figures import ITERATION_PANELS, plot_over_iterations
+
     def run(*greedy_retest):
         return [{"iteration": i, "greedy": 0.2, "greedy_first": 0.2 if i else 0.25, "greedy_retest": g}
                 for i, g in enumerate(greedy_retest)]
@@ -84,11 +88,6 @@ def test_the_retest_report_gives_each_seeds_gap_between_the_flows_and_its_own_pa
     assert "at 4 of 8 (run, iteration) pairs" in out  # iteration 0 of each run did not reproduce
     assert "flywheel, greedy on 2000 test problems at the last iteration, per seed: 31.0, 25.0 %" in out
     assert "flywheel - restem per seed: +3.0, -2.0 points (mean +0.5, sd 3.5)" in out
-    from PIL import Image
-
-    from flows.figures import ITERATION_PANELS, plot_over_iterations
-
     for panels in (ITERATION_PANELS[:1], (*ITERATION_PANELS[:1], ("greedy_retest", "on 2000"))):
         png = plot_over_iterations(series, tmp_path / f"{len(panels)}.png", "t", panels)
         assert Image.open(png).size[0] == 120 * 5 * len(panels)  # one 5-inch panel each, at 120 dpi
-
