@@ -132,11 +132,12 @@ def retest(config, run_id: str, count: int, done: dict | None = None) -> list[di
     _, policies = query(config.paths["store"], "SELECT iteration, any_value(policy) FROM evaluations WHERE run_id "
                                                "= ? AND method = 'greedy' GROUP BY 1 ORDER BY 1", [run_id])
     ids = [p.id for p in select_problems(config.task.name, "test", 0, count, config.task.options)]
+    greedy = method_configs(config)["greedy"]
     rows = []
     for iteration, policy in policies:
         if (policy, count) not in done:
             out = run_search(**search_kwargs(config, f"retest-{run_id}", policy, None), split="test", start=0,
-                             count=count, method="greedy", method_config=method_configs(config)["greedy"],
+                             count=count, method="greedy", method_config=greedy,
                              iteration=iteration, stage="eval",
                              shard=str(config.paths["root"] / "retest" / f"{run_id}-it{iteration}"))
             trees = pq.read_table(Path(out["shard"], "trees.parquet"), columns=["problem_id", "correct"])
@@ -187,12 +188,12 @@ def _report_retest(series: dict, count: int, test_size: int) -> None:
     from rich.console import Console
 
     console = Console(width=140)
-    rows = [r for per_seed in series.values() for seed_rows in per_seed for r in seed_rows]
-    same = sum(abs(r["greedy_first"] - r["greedy"]) < 1e-9 for r in rows)
+    pairs = [r for per_seed in series.values() for seed_rows in per_seed for r in seed_rows]
+    same = sum(abs(r["greedy_first"] - r["greedy"]) < 1e-9 for r in pairs)
     console.print(f"the retest's first {test_size} problems reproduce the flows' greedy figure at {same} of "
-                  f"{len(rows)} (run, iteration) pairs")
+                  f"{len(pairs)} (run, iteration) pairs")
     for name, per_seed in series.items():
-        last = [100 * rows[-1]["greedy_retest"] for rows in per_seed]
+        last = [100 * seed_rows[-1]["greedy_retest"] for seed_rows in per_seed]
         console.print(f"{name}, greedy on {count} test problems at the last iteration, per seed: "
                       f"{', '.join(f'{v:.1f}' for v in last)} %")
     if len(series) == 2:
