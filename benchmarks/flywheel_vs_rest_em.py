@@ -1,7 +1,7 @@
 """The search flywheel against ReST-EM on the CPU testbed, at the same training generation budget.
 
     python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--seeds 0] \
-        [--workdir work/compare] [--prefix tb] [--search JSON] [--flows flywheel restem] \
+        [--workdir work/compare] [--prefix tb | FLOW=PREFIX ...] [--search JSON] [--flows flywheel restem] \
         [--retest N] [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
 
 Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same
@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--workdir", default="work/compare")
     parser.add_argument("--cache", default=None, help="bootstrap cache (default: <workdir>/cache)")
-    parser.add_argument("--prefix", default="tb", help="run ids are PREFIX-flywheel-sSEED, PREFIX-restem-sSEED")
+    parser.add_argument("--prefix", nargs="+", default=["tb"], metavar="[FLOW=]PREFIX",
+                        help="run ids are PREFIX-flywheel-sSEED, PREFIX-restem-sSEED; FLOW=PREFIX gives one flow "
+                             "its own (e.g. flywheel=old restem=tb)")
     parser.add_argument("--search", default=None, metavar="JSON",
                         help='the flywheel\'s training search over the config\'s, e.g. \'{"k": 3, "paths": 5}\'; '
                              "MCTS-alpha is still evaluated with the config's own settings")
@@ -56,10 +58,10 @@ def main() -> None:
     minutes: dict[str, list[float]] = {name: [] for name in args.flows}
     if args.retest is not None and args.retest < 1:
         raise SystemExit(f"--retest {args.retest}: expected a number of test problems >= 1")
-    config, retested = None, {}
+    config, retested, prefixes = None, {}, run_prefixes(args.prefix, args.flows)
     for seed in args.seeds:
         for name in args.flows:
-            run_id = f"{args.prefix}-{name}-s{seed}"
+            run_id = f"{prefixes[name]}-{name}-s{seed}"
             config = with_training_search(load_config(args.config, {
                 "workdir": args.workdir, "cache_dir": args.cache, "seed": seed, "run_id": run_id}), args.search)
             if not args.analyze_only:
@@ -85,6 +87,16 @@ def main() -> None:
                                 f"{'s' * (len(args.seeds) > 1)}, {config.task.test_size} test problems, "
                                 f"{config.evaluation.token_budget} tokens)", panels)
     print(f"picture: {path}")
+
+
+def run_prefixes(values: list[str], flows: list[str]) -> dict[str, str]:
+    """Each flow's run-id prefix from `--prefix`: one PREFIX for every flow, and FLOW=PREFIX for one flow."""
+    shared = [v for v in values if "=" not in v]
+    own = dict(v.split("=", 1) for v in values if "=" in v)
+    if len(shared) > 1 or set(own) - set(FLOWS) or not all([*shared, *own.values()]):
+        raise SystemExit(f"--prefix {' '.join(values)}: expected one PREFIX and FLOW=PREFIX pairs "
+                         f"(flows: {', '.join(FLOWS)})")
+    return {name: own.get(name, shared[0] if shared else "tb") for name in flows}
 
 
 def with_training_search(config, search: str | None):
@@ -120,28 +132,20 @@ def retest(config, run_id: str, count: int, done: dict | None = None) -> list[di
     starts from."""
     import statistics
 
-    import pyarrow.parquet as pq
+    from _common import greedy_answers
 
-    from flows.config import method_configs
-    from flows.flywheel import search_kwargs
     from problems import select_problems
     from storage.store import query
-    from tasks.search import run_search
 
     done = {} if done is None else done
     _, policies = query(config.paths["store"], "SELECT iteration, any_value(policy) FROM evaluations WHERE run_id "
                                                "= ? AND method = 'greedy' GROUP BY 1 ORDER BY 1", [run_id])
     ids = [p.id for p in select_problems(config.task.name, "test", 0, count, config.task.options)]
-    greedy = method_configs(config)["greedy"]
     rows = []
     for iteration, policy in policies:
         if (policy, count) not in done:
-            out = run_search(**search_kwargs(config, f"retest-{run_id}", policy, None), split="test", start=0,
-                             count=count, method="greedy", method_config=greedy,
-                             iteration=iteration, stage="eval",
-                             shard=str(config.paths["root"] / "retest" / f"{run_id}-it{iteration}"))
-            trees = pq.read_table(Path(out["shard"], "trees.parquet"), columns=["problem_id", "correct"])
-            done[policy, count] = {t["problem_id"]: bool(t["correct"]) for t in trees.to_pylist()}
+            shard = str(config.paths["root"] / "retest" / f"{run_id}-it{iteration}")
+            done[policy, count] = greedy_answers(config, policy, count, shard, f"retest-{run_id}", iteration)
         correct = done[policy, count]
         rows.append({"iteration": iteration, "greedy_retest": statistics.fmean(correct[i] for i in ids),
                      "greedy_first": statistics.fmean(correct[i] for i in ids[:config.task.test_size])})

@@ -29,6 +29,17 @@ def test_the_comparison_can_change_the_training_search_and_evaluates_mcts_alpha_
             compare.with_training_search(config, bad)
 
 
+def test_each_flow_can_have_its_own_run_prefix(compare):
+    both = list(compare.FLOWS)
+    assert compare.run_prefixes(["tb"], both) == {"flywheel": "tb", "restem": "tb"}
+    assert compare.run_prefixes(["flywheel=old", "restem=tb"], both) == {"flywheel": "old", "restem": "tb"}
+    assert compare.run_prefixes(["x", "flywheel=old"], both) == {"flywheel": "old", "restem": "x"}
+    assert compare.run_prefixes(["restem=r"], ["restem"]) == {"restem": "r"}
+    for bad in (["a", "b"], ["rest=r"], ["flywheel="]):
+        with pytest.raises(SystemExit, match="expected one PREFIX and FLOW=PREFIX pairs"):
+            compare.run_prefixes(bad, both)
+
+
 def test_the_retest_decodes_each_policy_once_as_the_flows_do_and_reproduces_their_figure(compare, tiny_policy_dir,
                                                                                          tmp_path):
     from flows.config import FlywheelConfig, method_configs
@@ -55,7 +66,7 @@ def test_the_retest_decodes_each_policy_once_as_the_flows_do_and_reproduces_thei
     rows = compare.retest(config, "r", 10, done)
     assert [r["iteration"] for r in rows] == [0, 1]
     assert list(done) == [(policy, 10)]  # both iterations evaluated the same policy: decoded once
-    assert sorted(p.name for p in (tmp_path / "retest").iterdir()) == ["r-it0"]
+    assert sorted(p.name for p in (tmp_path / "retest").iterdir()) == ["answers", "r-it0"]
     # the same answers as decoding the problems directly
     problems = select_problems(config.task.name, "test", 0, 10, config.task.options)
     decoded = greedy([p.prompt for p in problems], method_configs(config)["greedy"],
@@ -91,3 +102,26 @@ def test_the_retest_report_gives_each_seeds_gap_between_the_flows_and_its_own_pa
     for panels in (ITERATION_PANELS[:1], (*ITERATION_PANELS[:1], ("greedy_retest", "on 2000"))):
         png = plot_over_iterations(series, tmp_path / f"{len(panels)}.png", "t", panels)
         assert Image.open(png).size[0] == 120 * 5 * len(panels)  # one 5-inch panel each, at 120 dpi
+
+
+def test_greedy_answers_are_kept_across_processes_keyed_by_the_weights(tiny_policy_dir, tmp_path):
+    import shutil
+
+    from _common import greedy_answers
+    from safetensors.torch import load_file, save_file
+
+    from flows.config import FlywheelConfig
+
+    config = FlywheelConfig(workdir=str(tmp_path))
+    policy = shutil.copytree(tiny_policy_dir, tmp_path / "policy")
+    first = greedy_answers(config, str(policy), 6, str(tmp_path / "a"))
+    assert (tmp_path / "a" / "trees.parquet").is_file()
+    assert greedy_answers(config, str(policy), 6, str(tmp_path / "b")) == first  # another process: from the file
+    assert not (tmp_path / "b").exists()  # nothing decoded
+    weights = load_file(policy / "model.safetensors")
+    save_file({k: v * 0 for k, v in weights.items()}, policy / "model.safetensors")  # another policy, same path
+    zeroed = greedy_answers(config, str(policy), 6, str(tmp_path / "c"))
+    assert (tmp_path / "c" / "trees.parquet").is_file()  # decoded again
+    assert len(zeroed) == 6 and not any(zeroed.values())  # a zeroed network gets nothing right
+    with pytest.raises(SystemExit, match="not a policy directory"):
+        greedy_answers(config, str(tmp_path / "missing"), 6, str(tmp_path / "d"))
