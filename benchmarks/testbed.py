@@ -9,7 +9,12 @@ testbed configuration, then reads the figures back from the trace store:
 - the value model's AUC on held-out steps: every prefix of the test problems' Self-Consistency samples
   at iteration 0, labelled by whether all its steps are the gold solution's (measurement only);
 - accuracy of every method at the same generated-token budget at iteration 0;
-- greedy accuracy after each flywheel iteration.
+- greedy accuracy after each flywheel iteration, and of a control fine-tuned the same way on demonstrations only.
+
+`--retest N` also decodes every iteration's policy and every control greedily, as the flows evaluate greedy, on
+the first N test problems (the flows evaluate the first `task.test_size`): on 200 problems one accuracy has a
+standard error of about 3 points, as large as the gaps the self-training checks judge, so those checks are also
+made on the N problems. `--analyze-only --retest N` adds that to seeds already run.
 
 The bootstrap policy is cached by its recipe's hash (shared by all seeds); the value model, the
 searches and the fine-tuning are repeated per seed. Prints one table (mean, standard deviation and
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -36,9 +42,14 @@ def main() -> None:
     parser.add_argument("--headroom-samples", type=int, default=16)
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/testbed.png)")
+    parser.add_argument("--retest", type=int, default=None, metavar="N",
+                        help="also decode each iteration's policy and each control greedily on the first N test "
+                             "problems")
     parser.add_argument("--analyze-only", action="store_true",
-                        help="read the figures from the seeds' existing trace stores; run nothing")
+                        help="read the figures from the seeds' existing trace stores and controls; train nothing")
     args = parser.parse_args()
+    if args.retest is not None and args.retest < 1:
+        raise SystemExit(f"--retest {args.retest}: expected a number of test problems >= 1")
 
     from flows import env
 
@@ -54,7 +65,9 @@ def main() -> None:
         t_seed = time.perf_counter()
         if not args.analyze_only:
             flywheel(config)
-        figures = _figures(config, args.headroom_samples)
+        figures = _figures(config, args.headroom_samples, train_control=not args.analyze_only)
+        if args.retest:
+            figures.update(_retest(config, args.retest, figures))
         figures["minutes"] = (time.perf_counter() - t_seed) / 60
         per_seed.append(figures)
         print(f"seed {seed}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
@@ -63,11 +76,11 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"seeds": args.seeds, "per_seed": per_seed, "minutes": minutes},
                                               indent=2))
-    _report(per_seed, config, minutes)
-    print(f"picture: {_plot(per_seed, config, args.plot or f'{args.workdir}/testbed.png')}")
+    _report(per_seed, config, minutes, args.retest)
+    print(f"picture: {_plot(per_seed, config, args.plot or f'{args.workdir}/testbed.png', args.retest)}")
 
 
-def _figures(config, samples: int) -> dict:
+def _figures(config, samples: int, train_control: bool = True) -> dict:
     """Per-seed figures from the flow's trace store."""
     from problems import select_problems
     from storage import store
@@ -85,7 +98,7 @@ def _figures(config, samples: int) -> dict:
     policy, value = rows[0]
     problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     out.update(_headroom(config, problems, policy, samples))
-    out.update(_control(config, problems, policy))
+    out.update(_control(config, problems, policy, train_control))
     out["value_auc"] = _held_out_auc(store_path, run_id, {p.id: p for p in problems}, value)
     return out
 
@@ -109,15 +122,14 @@ def _headroom(config, problems, policy_path: str, n: int) -> dict:
             "base/maj@n": sum(p.check(r.answer) for p, r in zip(problems, results, strict=True)) / size}
 
 
-def _control(config, problems, policy_path: str) -> dict:
+def _control(config, problems, policy_path: str, train: bool = True) -> dict:
     """Greedy accuracy of a control that fine-tunes like the flywheel, on original demonstrations only.
 
     Each control iteration trains from the previous one with the same SFT settings on as many rows as
     the flywheel's iteration had (its distinct correct traces plus the mixed-in demonstrations), so any
-    gain of the flywheel above the control is the searched traces' doing, not extra training.
+    gain of the flywheel above the control is the searched traces' doing, not extra training. With `train`
+    false the controls a run already trained are read back (an error names a missing one).
     """
-    import random
-
     from models.tiny import demonstrations
     from models.training import train_policy
     from storage import store
@@ -129,11 +141,51 @@ def _control(config, problems, policy_path: str) -> dict:
     demos = demonstrations(config.tiny)
     out, previous = {}, policy_path
     for i in range(1, config.iterations + 1):
-        rows = random.Random(config.seed * 1000 + i).sample(demos, traces.get(i, 0) + config.mix_demos)
-        path = str(config.paths["models"] / "control" / f"policy-it{i}")
-        train_policy(previous, rows, path, config.sft)
+        rows = control_rows(config, demos, i, traces.get(i, 0) + config.mix_demos)
+        path = _control_path(config, i)
+        if train:
+            train_policy(previous, rows, path, config.sft)
+        elif not Path(path, "config.json").is_file():
+            raise SystemExit(f"{path}: no control policy (run this seed without --analyze-only first)")
         out[f"control{i}/greedy/accuracy"] = _greedy_accuracy(config, problems, path)
         previous = path
+    return out
+
+
+def control_rows(config, demos: list[dict], iteration: int, count: int) -> list[dict]:
+    """The `count` demonstrations the control trains on at `iteration` (its own stream per seed and iteration)."""
+    return random.Random(config.seed * 1000 + iteration).sample(demos, count)
+
+
+def _control_path(config, iteration: int) -> str:
+    return str(config.paths["models"] / "control" / f"policy-it{iteration}")
+
+
+def _retest(config, count: int, figures: dict) -> dict:
+    """Greedy accuracy on the first `count` test problems of the policy after every flywheel iteration
+    (`it<i>/greedy/retest`) and of every control (`control<i>/greedy/retest`), decoded as the flows evaluate
+    greedy. `retest/reproduced` counts the policies (of `retest/policies`) whose first `task.test_size` answers
+    give their figure in `figures`, the seed's own, back. A policy decoded before (the bootstrap every seed starts
+    from; any policy, by an earlier run) is read from `_common.greedy_answers`' files. Shards of the policies
+    decoded go under `<workdir>/retest`."""
+    from _common import greedy_answers
+
+    from problems import select_problems
+    from storage import store
+
+    _, rows = store.query(str(config.paths["store"]), "SELECT iteration, any_value(policy) FROM evaluations "
+                          "WHERE run_id = ? AND method = 'greedy' AND split = 'test' GROUP BY 1 ORDER BY 1",
+                          [config.run_id])
+    policies = {f"it{i}": path for i, path in rows}
+    policies.update({f"control{i}": _control_path(config, i) for i in range(1, config.iterations + 1)})
+    ids = [p.id for p in select_problems(config.task.name, "test", 0, count, config.task.options)]
+    out = {"retest/policies": len(policies), "retest/reproduced": 0}
+    for name, path in policies.items():
+        right = greedy_answers(config, path, count, str(config.paths["root"] / "retest" / name),
+                               f"retest-{config.run_id}")
+        out[f"{name}/greedy/retest"] = statistics.fmean(right[i] for i in ids)
+        first = statistics.fmean(right[i] for i in ids[:config.task.test_size])
+        out["retest/reproduced"] += abs(first - figures[f"{name}/greedy/accuracy"]) < 1e-9
     return out
 
 
@@ -174,7 +226,7 @@ def _stats(values: list[float]) -> tuple[float, float, float, float]:
     return mean, sd, min(values), max(values)
 
 
-def _report(per_seed: list[dict], config, minutes: float) -> None:
+def _report(per_seed: list[dict], config, minutes: float, retest: int | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -188,6 +240,11 @@ def _report(per_seed: list[dict], config, minutes: float) -> None:
         rows.append((f"greedy after iteration {i}", f"it{i}/greedy/accuracy", True))
     for i in range(1, config.iterations + 1):
         rows.append((f"  control (demos only) {i}", f"control{i}/greedy/accuracy", True))
+    if retest:
+        rows.append((f"base greedy, {retest} problems", "it0/greedy/retest", True))
+        for prefix, label in (("it", "greedy after iteration"), ("control", "  control (demos only)")):
+            rows += [(f"{label} {i}, {retest} problems", f"{prefix}{i}/greedy/retest", True)
+                     for i in range(1, config.iterations + 1)]
     table = Table(title=f"CPU testbed, {len(per_seed)} seeds, {config.task.test_size} test problems")
     for col in ("figure", "mean", "sd", "min", "max"):
         table.add_column(col, justify="left" if col == "figure" else "right")
@@ -201,17 +258,22 @@ def _report(per_seed: list[dict], config, minutes: float) -> None:
         table.add_row(label, *(fmt(v) for v in stats[key]))
     console = Console()
     console.print(table)
-    for line in _checks(stats, config):
+    for line in _checks(stats, config, retest):
         console.print(line)
+    if retest:
+        policies = sum(s["retest/policies"] for s in per_seed)
+        console.print(f"the retest's first {config.task.test_size} problems reproduce the {config.task.test_size}"
+                      f"-problem figure of {sum(s['retest/reproduced'] for s in per_seed)} of {policies} policies")
     console.print(f"total {minutes:.1f} min on this machine")
 
 
-def _plot(per_seed: list[dict], config, path: str) -> str:
-    """Accuracy vs generated tokens per method at iteration 0, and greedy accuracy per iteration."""
+def _plot(per_seed: list[dict], config, path: str, retest: int | None = None) -> str:
+    """Accuracy vs generated tokens per method at iteration 0, and greedy accuracy per iteration with the
+    control's (with `retest`, a third panel: the same on the retest's problems)."""
     from flows.figures import pyplot, save
 
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, *right) = plt.subplots(1, 3 if retest else 2, figsize=(16.5 if retest else 11, 4.2))
     for method in config.evaluation.methods:
         acc = [100 * s[f"it0/{method}/accuracy"] for s in per_seed]
         tok = [s[f"it0/{method}/tokens"] for s in per_seed]
@@ -221,25 +283,33 @@ def _plot(per_seed: list[dict], config, path: str) -> str:
     left.set(xlabel="generated tokens per problem", ylabel="test accuracy (%)",
              title=f"iteration 0, {len(per_seed)} seeds (mean +- sd)")
     left.legend(fontsize=8)
-    iterations = list(range(config.iterations + 1))
-    curves = [[100 * s[f"it{i}/greedy/accuracy"] for i in iterations] for s in per_seed]
-    for curve in curves:
-        right.plot(iterations, curve, color="tab:blue", alpha=0.3, lw=1)
-    right.plot(iterations, [statistics.fmean(c) for c in zip(*curves, strict=True)], color="tab:blue", lw=2.5,
-               marker="o", label="greedy (mean; thin: seeds)")
-    if config.iterations and f"control{config.iterations}/greedy/accuracy" in per_seed[0]:
-        control = [[100 * (s["it0/greedy/accuracy"] if i == 0 else s[f"control{i}/greedy/accuracy"])
-                    for i in iterations] for s in per_seed]
-        right.plot(iterations, [statistics.fmean(c) for c in zip(*control, strict=True)], color="tab:grey",
-                   lw=2, ls="--", marker="s", label="control: same training, demonstrations only (mean)")
-    right.set(xlabel="flywheel iteration", ylabel="greedy test accuracy (%)", xticks=iterations,
-              title="self-training")
-    right.legend(fontsize=8)
+    _self_training_panel(right[0], per_seed, config, "accuracy", f"self-training, {config.task.test_size} test "
+                                                                 "problems")
+    if retest:
+        _self_training_panel(right[1], per_seed, config, "retest", f"the same policies on {retest} test problems")
     return str(save(fig, path))
 
 
-def _checks(stats: dict, config) -> list[str]:
-    """The testbed issue's targets, each marked pass or FAIL."""
+def _self_training_panel(ax, per_seed: list[dict], config, figure: str, title: str) -> None:
+    """Greedy accuracy (`it<i>/greedy/<figure>`) per iteration, each seed and the mean, and the control's mean."""
+    iterations = list(range(config.iterations + 1))
+    curves = [[100 * s[f"it{i}/greedy/{figure}"] for i in iterations] for s in per_seed]
+    for curve in curves:
+        ax.plot(iterations, curve, color="tab:blue", alpha=0.3, lw=1)
+    ax.plot(iterations, [statistics.fmean(c) for c in zip(*curves, strict=True)], color="tab:blue", lw=2.5,
+            marker="o", label="greedy (mean; thin: seeds)")
+    if config.iterations and f"control{config.iterations}/greedy/{figure}" in per_seed[0]:
+        control = [[100 * s[f"{'it' if i == 0 else 'control'}{i}/greedy/{figure}"] for i in iterations]
+                   for s in per_seed]
+        ax.plot(iterations, [statistics.fmean(c) for c in zip(*control, strict=True)], color="tab:grey",
+                lw=2, ls="--", marker="s", label="control: same training, demonstrations only (mean)")
+    ax.set(xlabel="flywheel iteration", ylabel="greedy test accuracy (%)", xticks=iterations, title=title)
+    ax.legend(fontsize=8)
+
+
+def _checks(stats: dict, config, retest: int | None = None) -> list[str]:
+    """The testbed issue's targets, each marked pass or FAIL; with `retest`, the self-training ones again on the
+    retest's figures."""
     def mean(key):
         return stats[key][0]
 
@@ -252,24 +322,26 @@ def _checks(stats: dict, config) -> list[str]:
     acc = f"it0/{best}/accuracy"
     sc = "it0/self_consistency/accuracy"
     margin_needed = max(sd(acc), sd(sc), sd(greedy))
-    curve = [mean(greedy)] + [mean(f"it{i}/greedy/accuracy") for i in range(1, config.iterations + 1)]
-    final = f"it{config.iterations}/greedy/accuracy"
-    control = f"control{config.iterations}/greedy/accuracy"
-    rises = all(b > a for a, b in zip(curve, curve[1:], strict=False)) if len(curve) > 1 else None
     checks = [
         ("greedy in 15-60 %", 0.15 <= mean(greedy) <= 0.60),
         ("pass@16 >= greedy + 20 points", mean("base/pass@n") >= mean(greedy) + 0.20),
         ("value AUC >= 0.8", mean("value_auc") >= 0.8),
         (f"{best} beats Self-Consistency and greedy by more than the spread",
          mean(acc) - max(mean(sc), mean(greedy)) > margin_needed),
-        ("greedy rises every iteration (mean over seeds)", rises),
-        ("total gain larger than the spread",
-         curve[-1] - curve[0] > max(sd(final), sd(greedy)) if len(curve) > 1 else None),
-        ("final greedy above the demos-only control by more than the spread",
-         mean(final) - mean(control) > max(sd(final), sd(control)) if control in stats else None),
     ]
+    for figure, where in (("accuracy", ""), *([("retest", f", on {retest} test problems")] if retest else [])):
+        curve = [f"it{i}/greedy/{figure}" for i in range(config.iterations + 1)]
+        means = [mean(key) for key in curve]
+        control = f"control{config.iterations}/greedy/{figure}"
+        checks += [
+            (f"greedy rises every iteration (mean over seeds){where}",
+             all(b > a for a, b in zip(means, means[1:], strict=False)) if len(curve) > 1 else None),
+            (f"total gain larger than the spread{where}",
+             means[-1] - means[0] > max(sd(curve[-1]), sd(curve[0])) if len(curve) > 1 else None),
+            (f"final greedy above the demos-only control by more than the spread{where}",
+             means[-1] - mean(control) > max(sd(curve[-1]), sd(control)) if control in stats else None),
+        ]
     return [f"{'n/a ' if ok is None else 'pass' if ok else 'FAIL'}  {name}" for name, ok in checks]
-
 
 if __name__ == "__main__":
     main()
