@@ -35,9 +35,7 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
     sql = f"SELECT DISTINCT prompt, completion {where} ORDER BY prompt, completion"
     _, rows = store.query(store_path, sql, [run_id, iteration])
     traces = [{"prompt": p, "completion": c} for p, c in rows]
-    demos = []
-    if recipe is not None and mix_demos:
-        demos = random.Random(settings.seed + iteration).sample(demonstrations(recipe), mix_demos)
+    demos = mixed_demos(recipe, settings, iteration, mix_demos) if recipe is not None and mix_demos else []
     data = traces + demos
     if not data:  # nothing correct was found and there are no demonstrations: keep the policy
         return {"path": init_path, "traces": 0, "demos": 0, "train_loss": None, "steps": 0, "losses": []}
@@ -49,6 +47,11 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
     _snapshot(store_path, run_id, iteration, "policy", out_dir, init_path, "sft_traces", None, sql,
               f"SELECT DISTINCT tree_id {where} ORDER BY 1", [run_id, iteration], traces, extra_rows=len(demos))
     return resume.finish(out_dir, key, {"path": out_dir, "traces": len(traces), "demos": len(demos), **history})
+
+
+def mixed_demos(recipe: TinyRecipe, settings: SFTSettings, iteration: int, count: int) -> list[dict]:
+    """The `count` original demonstrations iteration `iteration`'s SFT mixes in with its traces."""
+    return random.Random(settings.seed + iteration).sample(demonstrations(recipe), count)
 
 
 def _key(init_path: str, settings, rows: list, **more) -> str:
