@@ -1,6 +1,7 @@
 """The CPU testbed benchmark: do search and self-training win on the tiny model, as the papers claim?
 
-    python benchmarks/testbed.py [--config configs/testbed.yaml] [--seeds 0 1 2] [--workdir work/testbed]
+    python benchmarks/testbed.py [--config configs/testbed.yaml] [--set KEY=VALUE] [--seeds 0 1 2] \
+        [--workdir work/testbed] [--retest N] [--analyze-only]
 
 For each seed it runs the real flywheel flow (Prefect, DuckDB trace store, MLflow on SQLite) with the
 testbed configuration, then reads the figures back from the trace store:
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "testbed.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one setting of --config, e.g. --set sft.epochs=3 (VALUE is YAML); repeatable")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workdir", default="work/testbed")
     parser.add_argument("--cache", default="work/cache", help="bootstrap cache shared with `treeflow demo`")
@@ -54,14 +57,18 @@ def main() -> None:
     from flows import env
 
     env.configure(args.workdir)
-    from flows.config import load_config
+    from flows.config import ConfigError, load_config, parse_overrides
     from flows.flywheel import flywheel
 
     t0 = time.perf_counter()
     per_seed = []
     for seed in args.seeds:
-        config = load_config(args.config, {"workdir": f"{args.workdir}/seed-{seed}", "cache_dir": args.cache,
-                                           "seed": seed, "run_id": f"testbed-seed{seed}"})
+        run = {"workdir": f"{args.workdir}/seed-{seed}", "cache_dir": args.cache, "seed": seed,
+               "run_id": f"testbed-seed{seed}"}
+        try:
+            config = load_config(args.config, {**parse_overrides(args.set), **run})
+        except ConfigError as e:
+            raise SystemExit(str(e)) from None
         t_seed = time.perf_counter()
         if not args.analyze_only:
             flywheel(config)

@@ -226,7 +226,8 @@ class FlywheelConfig(_Strict):
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> FlywheelConfig:
-    """Read and validate a YAML config; any problem raises `ConfigError` naming the file and key."""
+    """Read and validate a YAML config; any problem raises `ConfigError` naming the file and key. `overrides`
+    replace settings, a dotted key one nested setting (`{"sft.epochs": 3}` keeps the file's other SFT settings)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -236,11 +237,32 @@ def load_config(path: str | Path, overrides: dict | None = None) -> FlywheelConf
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    data.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split(".")
+        node = data
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{path}: cannot set '{key}': '{'.'.join(parents[:i + 1])}' is not a mapping")
+        node[leaf] = value
     try:
         return FlywheelConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{path}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`KEY=VALUE` strings (a command line's `--set sft.epochs=3`) as `load_config` overrides; VALUE is YAML."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. sft.epochs=3")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not YAML ({e})") from None
+    return out
 
 
 def _describe(err: dict) -> str:

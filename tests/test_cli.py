@@ -32,6 +32,24 @@ def test_unknown_config_keys(tmp_path, capsys):
     _fails(tmp_path, capsys, "run_id: \"it's mine\"\n", "'run_id': String should match pattern")
 
 
+def test_a_setting_can_be_changed_alone_from_the_command_line():
+    from flows.config import ConfigError, load_config, parse_overrides
+
+    path = Path(__file__).parents[1] / "configs" / "testbed.yaml"
+    base = load_config(path)
+    changed = load_config(path, parse_overrides(["sft.epochs=3", "search.k=2", "iterations=1"]))
+    assert (changed.sft.epochs, changed.search.k, changed.iterations) == (3.0, 2, 1)
+    assert changed.sft.learning_rate == base.sft.learning_rate == 5e-4  # the file's other SFT settings stay
+    assert changed.search.simulations == base.search.simulations
+    assert base.sft.epochs == 1.0 and load_config(path, {"sft.learning_rate": 1e-3}).sft.epochs == 1.0
+    assert load_config(path, {"sft": {"learning_rate": 1e-3}}).sft.epochs == 2.0  # a mapping replaces the file's
+    bad = [(["sft.epochz=3"], "unknown key 'sft.epochz'"), (["iterations.x=1"], "'iterations' is not a mapping"),
+           (["sft.epochs"], "expected KEY=VALUE"), (["sft.epochs=[3"], "not YAML")]
+    for items, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, parse_overrides(items))
+
+
 def test_missing_model_directory(tmp_path, capsys):
     _fails(tmp_path, capsys, f"policy:\n  path: {tmp_path / 'no-such-model'}\n", "model directory not found")
 
