@@ -1,6 +1,6 @@
 """The search flywheel against ReST-EM on the CPU testbed, at the same training generation budget.
 
-    python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--seeds 0] \
+    python benchmarks/flywheel_vs_rest_em.py [--config configs/testbed.yaml] [--set KEY=VALUE] [--seeds 0] \
         [--workdir work/compare] [--prefix tb | FLOW=PREFIX ...] [--search JSON] [--flows flywheel restem] \
         [--retest N] [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
 
@@ -9,7 +9,8 @@ bootstrap policy and value model, training problems, per-problem token cap, SFT,
 evaluation; only the generator differs: MCTS-alpha or `rest_em.samples` samples), then reads back per
 iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, training tokens per
 problem and D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws
-both accuracies over iterations. `--search` changes the flywheel's training search only (e.g. more paths on
+both accuracies over iterations. `--set sft.epochs=3` changes one setting of the config for both flows;
+`--search` changes the flywheel's training search only (e.g. more paths on
 one tree; `benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only`
 reads runs already in the store. `--retest N` also decodes every iteration's policy greedily, as the flows
 evaluate it, on the first N test problems (the flows evaluate the first `task.test_size` of them): 200
@@ -30,6 +31,9 @@ FLOWS = {"flywheel": "mcts_alpha", "restem": "rest_em"}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "testbed.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one setting of --config for both flows, e.g. --set sft.epochs=3 (VALUE is "
+                             "YAML); repeatable")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--workdir", default="work/compare")
     parser.add_argument("--cache", default=None, help="bootstrap cache (default: <workdir>/cache)")
@@ -50,7 +54,6 @@ def main() -> None:
     from flows import env
 
     env.configure(args.workdir)
-    from flows.config import load_config
     from flows.figures import ITERATION_PANELS, iteration_figures, plot_over_iterations
     from flows.flywheel import flywheel, rest_em
 
@@ -62,8 +65,8 @@ def main() -> None:
     for seed in args.seeds:
         for name in args.flows:
             run_id = f"{prefixes[name]}-{name}-s{seed}"
-            config = with_training_search(load_config(args.config, {
-                "workdir": args.workdir, "cache_dir": args.cache, "seed": seed, "run_id": run_id}), args.search)
+            config = seed_config(args.config, args.set, {"workdir": args.workdir, "cache_dir": args.cache,
+                                                         "seed": seed, "run_id": run_id}, args.search)
             if not args.analyze_only:
                 t0 = time.perf_counter()
                 (flywheel if name == "flywheel" else rest_em)(config)
@@ -87,6 +90,18 @@ def main() -> None:
                                 f"{'s' * (len(args.seeds) > 1)}, {config.task.test_size} test problems, "
                                 f"{config.evaluation.token_budget} tokens)", panels)
     print(f"picture: {path}")
+
+
+def seed_config(path: str, changes: list[str], run: dict, search: str | None):
+    """One run's config: the file at `path` with the `--set KEY=VALUE` `changes`, the run's own settings (workdir,
+    seed, run id) and the flywheel's training search changed by `search` (`with_training_search`)."""
+    from flows.config import ConfigError, load_config, parse_overrides
+
+    try:
+        config = load_config(path, {**parse_overrides(changes), **run})
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    return with_training_search(config, search)
 
 
 def run_prefixes(values: list[str], flows: list[str]) -> dict[str, str]:
