@@ -10,9 +10,9 @@ evaluation; only the generator differs: MCTS-alpha or `rest_em.samples` samples)
 iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, training tokens per
 problem and D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws
 both accuracies over iterations. `--set sft.epochs=3` changes one setting of the config for both flows;
-`--search` changes the flywheel's training search only (e.g. more paths on
-one tree; `benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only`
-reads runs already in the store. `--retest N` also decodes every iteration's policy greedily, as the flows
+`--search` changes the flywheel's training search only (e.g. more paths on one tree;
+`benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only` reads runs
+already in the store. `--retest N` also decodes every iteration's policy greedily, as the flows
 evaluate it, on the first N test problems (the flows evaluate the first `task.test_size` of them): 200
 problems give one accuracy a standard error of about 3 points, as large as the gaps being compared.
 """

@@ -350,5 +350,6 @@ def _checks(stats: dict, config, retest: int | None = None) -> list[str]:
         ]
     return [f"{'n/a ' if ok is None else 'pass' if ok else 'FAIL'}  {name}" for name, ok in checks]
 
+
 if __name__ == "__main__":
     main()

@@ -143,4 +143,3 @@ def test_the_retest_decodes_the_flywheels_policies_and_controls_and_reproduces_t
     assert (out["retest/policies"], out["retest/reproduced"]) == (3, 3)
     figures["control1/greedy/accuracy"] += 0.25  # a figure the retest's first 4 problems do not give back
     assert testbed._retest(config, 10, figures)["retest/reproduced"] == 2
-
