@@ -1,5 +1,6 @@
-"""What the benchmarks share: a small trained tiny policy, so their figures are reproducible anywhere, and a
-policy's greedy answers decoded exactly as the flows evaluate greedy."""
+"""What the benchmarks share: a small trained tiny policy, so their figures are reproducible anywhere, one run's
+config with the command line's `--set` changes, and a policy's greedy answers decoded exactly as the flows
+evaluate greedy."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ def small_policy() -> str:
 
     recipe = TinyRecipe(n_demos=4096, sft=SFTSettings(epochs=1, learning_rate=2e-3, batch_size=64, max_length=64))
     return str(bootstrap(recipe, tempfile.gettempdir() + "/treeflow-bench-cache"))
+
+
+def run_config(path: str, changes: list[str], run: dict):
+    """The config file at `path` with the `--set KEY=VALUE` `changes` and the run's own settings (workdir, seed,
+    run id); a wrong key or value exits naming it."""
+    from flows.config import ConfigError, load_config, parse_overrides
+
+    try:
+        return load_config(path, {**parse_overrides(changes), **run})
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def greedy_answers(config, policy: str, count: int, shard: str, run_id: str = "retest",

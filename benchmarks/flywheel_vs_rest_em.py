@@ -95,13 +95,9 @@ def main() -> None:
 def seed_config(path: str, changes: list[str], run: dict, search: str | None):
     """One run's config: the file at `path` with the `--set KEY=VALUE` `changes`, the run's own settings (workdir,
     seed, run id) and the flywheel's training search changed by `search` (`with_training_search`)."""
-    from flows.config import ConfigError, load_config, parse_overrides
+    from _common import run_config
 
-    try:
-        config = load_config(path, {**parse_overrides(changes), **run})
-    except ConfigError as e:
-        raise SystemExit(str(e)) from None
-    return with_training_search(config, search)
+    return with_training_search(run_config(path, changes, run), search)
 
 
 def run_prefixes(values: list[str], flows: list[str]) -> dict[str, str]:

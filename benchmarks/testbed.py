@@ -57,7 +57,8 @@ def main() -> None:
     from flows import env
 
     env.configure(args.workdir)
-    from flows.config import ConfigError, load_config, parse_overrides
+    from _common import run_config
+
     from flows.flywheel import flywheel
 
     t0 = time.perf_counter()
@@ -65,10 +66,7 @@ def main() -> None:
     for seed in args.seeds:
         run = {"workdir": f"{args.workdir}/seed-{seed}", "cache_dir": args.cache, "seed": seed,
                "run_id": f"testbed-seed{seed}"}
-        try:
-            config = load_config(args.config, {**parse_overrides(args.set), **run})
-        except ConfigError as e:
-            raise SystemExit(str(e)) from None
+        config = run_config(args.config, args.set, run)
         t_seed = time.perf_counter()
         if not args.analyze_only:
             flywheel(config)
