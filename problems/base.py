@@ -42,6 +42,14 @@ class Problem:
         """The key under which answers are compared when voting (never consults the gold answer)."""
         return _task_module(self.task).canonical(answer)
 
+    def steps_right(self, steps: list[str]) -> bool | None:
+        """Whether every step of a partial or whole solution is right, where the task's rules can tell
+        (arithmetic, Countdown: their `on_track`); None where they cannot (GSM8K, MATH, Game24). A solution
+        whose answer checks can still hold a wrong step. For measuring traces and value models only: search
+        and training never call it."""
+        on_track = getattr(_task_module(self.task), "on_track", None)
+        return None if on_track is None else on_track(self, steps)
+
 
 #: The built-in tasks; each is a module `problems.<name>`.
 TASK_NAMES = ("arithmetic", "countdown", "game24", "gsm8k", "math")

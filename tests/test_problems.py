@@ -88,3 +88,18 @@ def test_on_track_is_true_exactly_until_the_first_wrong_step():
         assert [on_track(p, noisy[:d]) for d in range(1, len(noisy) + 1)] == [
             d <= first_wrong for d in range(1, len(noisy) + 1)]
         assert not on_track(p, [*gold, "7+1=8\n"])
+
+
+def test_steps_right_tells_a_right_answer_reached_through_a_wrong_step():
+    from problems.arithmetic import apply, generate, parse_ops, solution_steps
+
+    p = generate(1, split="test")[0]
+    gold = solution_steps(p)
+    start, ops = parse_ops(p.question)
+    first = apply(ops[0][0], start, ops[0][1])
+    lucky = [gold[0].replace(f"={first} ", f"={first + 1} ", 1), *gold[1:]]  # a slip the later steps ignore
+    assert lucky[0] != gold[0] and p.check(final_answer(lucky[-1]))
+    assert p.steps_right(gold) is True and p.steps_right(lucky) is False
+    assert load_problems("gsm8k", "test", n=1)[0].steps_right(["Janet has 16 eggs.\n"]) is None
+    countdown = load_problems("countdown", "test", n=1)[0]
+    assert countdown.steps_right([]) is True and countdown.steps_right(["1 + 1 = 3 (left: 3)\n"]) is False
