@@ -237,8 +237,8 @@ def _load_with_trees(con, trees, values):
     _load_forest(con, trees, step_text=lambda i: f"s{i}\n" if i else "")
     con.execute("UPDATE nodes SET answer = CASE WHEN terminal THEN 'a' END")
     for t, vs in enumerate(values):
-        con.executemany("UPDATE nodes SET value = ? WHERE tree_id = ? AND node_id = ?",
-                        [(v, f"t{t}", i) for i, v in enumerate(vs)])
+        con.executemany("UPDATE nodes SET value = ?, logprob = ? WHERE tree_id = ? AND node_id = ?",
+                        [(v, _logprob(i), f"t{t}", i) for i, v in enumerate(vs)])
     con.execute("DELETE FROM trees")
     con.execute("DELETE FROM problems")
     for t in range(len(trees)):
@@ -246,6 +246,11 @@ def _load_with_trees(con, trees, values):
                     "generated_tokens, value_states) VALUES (?, 'r', 1, 'search', 'train', 'm', ?, false, 0, 0)",
                     [f"t{t}", f"p{t}"])
         con.execute("INSERT INTO problems VALUES (?, 'x', 'q', 'g', ?)", [f"p{t}", f"P{t}\n"])
+
+
+def _logprob(node: int) -> float:
+    """A step's mean token log-prob in `_load_with_trees`: fixed per node, in no order with its value."""
+    return -((node * 7919) % 13) / 10
 
 
 def _path(parents, node):
@@ -284,8 +289,8 @@ def test_training_set_views_match_python(con, trees, rnd):
 
     orm = {(t, leaf): (prompt, completion, label) for t, leaf, prompt, completion, label in con.execute(
         "SELECT tree_id, leaf_id, prompt, completion, label FROM orm_rows").fetchall()}
-    sft = {(t, leaf): (completion, min_value, steps) for t, leaf, completion, min_value, steps in con.execute(
-        "SELECT tree_id, leaf_id, completion, min_value, steps FROM sft_traces").fetchall()}
+    sft_sql = "SELECT tree_id, leaf_id, completion, min_value, min_logprob, steps FROM sft_traces"
+    sft = {(t, leaf): row for t, leaf, *row in con.execute(sft_sql).fetchall()}
     expected_orm, expected_sft = {}, {}
     for t, (parents, terminal, correct) in enumerate(trees):
         for leaf in range(len(parents)):
@@ -296,12 +301,13 @@ def test_training_set_views_match_python(con, trees, rnd):
             expected_orm[(f"t{t}", leaf)] = (f"P{t}\n", completion, correct[leaf])
             if correct[leaf]:
                 expected_sft[(f"t{t}", leaf)] = (completion, min((values[t][n] for n in path), default=None),
-                                                 len(path))
+                                                 min((_logprob(n) for n in path), default=None), len(path))
     assert orm == expected_orm
     assert sft.keys() == expected_sft.keys()
-    for key, (completion, low, steps) in expected_sft.items():
-        assert sft[key][0] == completion and sft[key][2] == steps
+    for key, (completion, low, least_sure, steps) in expected_sft.items():
+        assert sft[key][0] == completion and sft[key][3] == steps
         assert (sft[key][1] is None and low is None) or sft[key][1] == pytest.approx(low)
+        assert (sft[key][2] is None and least_sure is None) or sft[key][2] == pytest.approx(least_sure)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
