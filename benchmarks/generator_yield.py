@@ -5,8 +5,10 @@
 
 Runs each generator on the training problems of the flow's first iteration, from the models the flow starts
 from (the cached bootstrap policy and value model: run the flywheel once first), and prints per generator:
-generated tokens per problem, distinct correct traces (the D+ SFT trains on), problems with at least one,
-and, of the problems greedy decoding gets wrong, how many it found a correct trace for. A variant is a
+generated tokens per problem, distinct correct traces (the D+ SFT trains on), how many of them have every step
+right where the task can tell (arithmetic, Countdown: `Problem.steps_right`, measurement only; a right answer
+is often reached through a wrong step), problems with at least one, and, of the problems greedy decoding gets
+wrong, how many it found a correct trace for. A variant is a
 search method of `search.METHODS` with settings over the config's (`mcts_alpha`: `search`;
 `self_consistency`: `rest_em.samples`), all under the config's training token cap. Default variants: the
 flywheel's search and ReST-EM's sampling as configured.
@@ -52,13 +54,16 @@ def main() -> None:
     wrong = {p for p, ok in greedy["answered"].items() if not ok}
     print(f"{count} training problems from {start}; greedy solves {count - len(wrong)} "
           f"({greedy['tokens'] / count:.0f} tokens/problem)", flush=True)
-    print(f"{'generator':<22} {'tokens/problem':>14} {'D+':>6} {'D+/1k tok':>9} {'solved':>7} "
+    print(f"{'generator':<22} {'tokens/problem':>14} {'D+':>6} {'D+/1k tok':>9} {'steps right':>12} {'solved':>7} "
           f"{'greedy-wrong solved':>20} {'wall':>7}", flush=True)
     for name, method, settings in variants:
         r = _run(config, name, method, settings, policy, value, start, count)
         hard = sum(1 for p in wrong if r["solved"].get(p))
+        share = r["faithful"] and 100 * r["faithful"] / r["traces"]
+        right = "n/a" if r["faithful"] is None else f"{r['faithful']} ({share:.0f} %)"
         print(f"{name:<22} {r['tokens'] / count:>14.0f} {r['traces']:>6} {1000 * r['traces'] / r['tokens']:>9.2f} "
-              f"{sum(r['solved'].values()):>7} {hard:>11} of {len(wrong):<5} {r['wall']:>6.0f}s", flush=True)
+              f"{right:>12} {sum(r['solved'].values()):>7} {hard:>11} of {len(wrong):<5} {r['wall']:>6.0f}s",
+              flush=True)
 
 
 def parse_variant(text: str) -> tuple[str, str, dict]:
@@ -129,8 +134,10 @@ def _run(config, name: str, method: str, settings: dict, policy: str, value: str
 
 
 def yield_of(store_path: Path, shard: str) -> dict:
-    """Tokens, D+ size, and per problem whether it was answered right and whether D+ holds a trace for it,
-    for the trees of one shard (ingested into a fresh store at `store_path`)."""
+    """Tokens, D+ size, how many D+ traces have every step right (None where the task cannot tell), and per
+    problem whether it was answered right and whether D+ holds a trace for it, for the trees of one shard
+    (ingested into a fresh store at `store_path`)."""
+    from problems import Problem
     from storage import store
 
     store_path.unlink(missing_ok=True)
@@ -138,11 +145,13 @@ def yield_of(store_path: Path, shard: str) -> dict:
         store.ingest(con, [shard])
         tokens = con.execute("SELECT sum(generated_tokens) FROM trees").fetchone()[0]
         answered = dict(con.execute("SELECT problem_id, coalesce(correct, false) FROM trees").fetchall())
-        per_problem = dict(con.execute(
-            "SELECT problem_id, count(*) FROM (SELECT DISTINCT problem_id, prompt, completion FROM sft_traces) "
-            "GROUP BY problem_id").fetchall())
-    return {"tokens": tokens, "traces": sum(per_problem.values()), "answered": answered,
-            "solved": {p: p in per_problem for p in answered}}
+        traces = con.execute(
+            "SELECT DISTINCT p.problem_id, p.task, p.question, p.gold, p.prompt, s.completion "
+            "FROM sft_traces s JOIN problems p USING (problem_id)").fetchall()
+    rights = [Problem(*row[:5]).steps_right(row[5].splitlines(keepends=True)) for row in traces]
+    return {"tokens": tokens, "traces": len(traces), "answered": answered,
+            "solved": {p: p in {row[0] for row in traces} for p in answered},
+            "faithful": None if None in rights else sum(rights)}
 
 
 if __name__ == "__main__":

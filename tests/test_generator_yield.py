@@ -51,11 +51,12 @@ def test_d_plus_counts_each_correct_path_once_per_problem_and_a_problem_once_how
     from storage.store import write_shard
     from storage.traces import problem_row, result_rows
 
-    one = Problem(id="p1", task="arithmetic", question="q1", answer="7", prompt="Q1\n")
-    two = Problem(id="p2", task="arithmetic", question="q2", answer="9", prompt="Q2\n")
-    tree_a = _tree([["a\n", A7], ["b\n", A7], ["b\n", "The answer is 8\n"]])  # two right paths, one wrong
-    tree_b = _tree([["a\n", A7]])  # the same right path again, in another tree of p1
-    tree_c = _tree([["c\n", "The answer is 5\n"]])  # p2: nothing right
+    one = Problem(id="p1", task="arithmetic", question="3 +4", answer="7", prompt="Q: 3 +4\n")
+    two = Problem(id="p2", task="arithmetic", question="2 *3", answer="6", prompt="Q: 2 *3\n")
+    # two right answers, one through a wrong step; and a wrong answer
+    tree_a = _tree([["3+4=7\n", A7], ["3+4=8\n", A7], ["3+4=8\n", "The answer is 8\n"]])
+    tree_b = _tree([["3+4=7\n", A7]])  # the same right path again, in another tree of p1
+    tree_c = _tree([["2*3=5\n", "The answer is 5\n"]])  # p2: nothing right
     trees, nodes = [], []
     for tid, (tree, problem) in enumerate([(tree_a, one), (tree_b, one), (tree_c, two)]):
         t, n = result_rows(SearchResult(tree, None, []), problem, tree_id=f"r/{tid}", run_id="r", iteration=1,
@@ -65,7 +66,8 @@ def test_d_plus_counts_each_correct_path_once_per_problem_and_a_problem_once_how
     problems = [problem_row(one), problem_row(two)]
     shard = write_shard(tmp_path / "shard", trees=trees, nodes=nodes, problems=problems)
     out = bench.yield_of(tmp_path / "y.duckdb", str(shard))
-    assert out["traces"] == 2  # the paths by a and by b; the repeat in tree_b and the wrong answer 8 are not D+
+    assert out["traces"] == 2  # the two right answers; the repeat in tree_b and the wrong answer 8 are not D+
+    assert out["faithful"] == 1  # 3+4=8 reached the right answer through a wrong step
     assert out["solved"] == {"p1": True, "p2": False}
     assert out["tokens"] == sum(t.generated_tokens for t in (tree_a, tree_b, tree_c))
     again = bench.yield_of(tmp_path / "y.duckdb", str(shard))  # the scratch store is rebuilt, not added to
@@ -84,5 +86,6 @@ def test_the_real_generators_run_on_the_tiny_policy_and_greedy_answers_match_d_p
     # one greedy path per problem: D+ holds a trace exactly for the problems it answered right
     assert greedy["solved"] == greedy["answered"]
     assert greedy["traces"] == sum(greedy["answered"].values())
+    assert 0 <= greedy["faithful"] <= greedy["traces"] and 0 <= sampled["faithful"] <= sampled["traces"]
     assert 0 < sampled["tokens"] <= 6 * (300 + config.policy.max_step_tokens * 3)
     assert sampled["traces"] <= 3 * 6
