@@ -138,15 +138,15 @@ def _control(config, problems, policy_path: str, train: bool = True) -> dict:
     from models.tiny import demonstrations
     from models.training import train_policy
     from storage import store
+    from tasks.train import d_plus_query
 
     store_path = str(config.paths["store"])
-    _, counts = store.query(store_path, "SELECT iteration, count(DISTINCT (prompt, completion)) FROM sft_traces "
-                            "WHERE run_id = ? AND stage = 'search' GROUP BY iteration", [config.run_id])
-    traces = dict(counts)
     demos = demonstrations(config.tiny)
     out, previous = {}, policy_path
     for i in range(1, config.iterations + 1):
-        rows = control_rows(config, demos, i, traces.get(i, 0) + config.mix_demos)
+        where, params = d_plus_query(config.run_id, i, **config.sft_filter.model_dump())  # as the flow's SFT
+        _, [(traces,)] = store.query(store_path, f"SELECT count(DISTINCT (prompt, completion)) {where}", params)
+        rows = control_rows(config, demos, i, traces + config.mix_demos)
         path = _control_path(config, i)
         if train:
             train_policy(previous, rows, path, config.sft)

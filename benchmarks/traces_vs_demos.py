@@ -73,11 +73,12 @@ def train_arms(config, mix: int, epochs: float) -> tuple[str, str]:
     settings. Returns both model directories (reused when already trained)."""
     from models.training import train_policy
     from storage import store
+    from tasks.train import d_plus_query
 
     store_path = str(config.paths["store"])
-    sql = ("SELECT DISTINCT prompt, completion FROM sft_traces WHERE run_id = ? AND stage = 'search' AND "
-           "iteration = 1 ORDER BY prompt, completion")  # what the flow's first SFT reads
-    _, rows = store.query(store_path, sql, [config.run_id])
+    where, params = d_plus_query(config.run_id, 1, **config.sft_filter.model_dump())  # what the flow's SFT reads
+    _, rows = store.query(store_path, f"SELECT DISTINCT prompt, completion {where} ORDER BY prompt, completion",
+                          params)
     if not rows:
         raise SystemExit(f"{store_path}: no iteration-1 traces of run {config.run_id} (run benchmarks/testbed.py)")
     _, policy = store.query(store_path, "SELECT any_value(policy) FROM evaluations WHERE run_id = ? AND "

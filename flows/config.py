@@ -107,6 +107,17 @@ class EvaluationSettings(_Strict):
         return self
 
 
+class TraceFilter(_Strict):
+    """Which of an iteration's correct traces (D+) the policy's SFT keeps, beyond their answer checking. Neither
+    reads the gold answer; on the testbed a right answer is often reached through a wrong step (docs/testbed.md,
+    "Right answers, wrong steps"). A path with nothing recorded passes (sampled paths carry no values)."""
+
+    min_value: float | None = Field(None, description="keep a path the search valued at least this at every step "
+                                                      "(ReST-MCTS*'s value filter)")
+    min_logprob: float | None = Field(None, description="keep a path whose least confident step has at least this "
+                                                        "mean token log-prob under the policy that sampled it")
+
+
 class ORMSettings(_Strict):
     """An outcome reward model trained each iteration (TRL RewardTrainer on correct-vs-wrong final answers
     of the same tree); Best-of-N ORM then reads it instead of the value model."""
@@ -185,6 +196,7 @@ class FlywheelConfig(_Strict):
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")
+    sft_filter: TraceFilter = TraceFilter()
     sft_init: Literal["previous", "base"] = Field(
         "previous", description="fine-tune the previous iteration's policy, or the base policy each time "
                                 "(ReST-EM's choice) on this iteration's correct traces")

@@ -27,13 +27,29 @@ from tasks import resume
 from tasks.progress import bar
 
 
+def d_plus_query(run_id: str, iteration: int, *, min_value: float | None = None,
+                 min_logprob: float | None = None) -> tuple[str, list]:
+    """The FROM ... WHERE of an iteration's D+ in `sft_traces`, and its parameters: the correct paths its search
+    found, kept only where the search valued every step at least `min_value` and the policy's least confident
+    step has a mean token log-prob of at least `min_logprob` (a path with nothing recorded passes: sampled paths
+    carry no values). Neither reads the gold answer; a right answer is often reached through a wrong step."""
+    where, params = "FROM sft_traces WHERE run_id = ? AND stage = 'search' AND iteration = ?", [run_id, iteration]
+    for column, floor in (("min_value", min_value), ("min_logprob", min_logprob)):
+        if floor is not None:
+            where += f" AND coalesce({column} >= ?, true)"
+            params.append(floor)
+    return where, params
+
+
 @task(name="sft-policy", cache_policy=NONE, persist_result=False)
 def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str, out_dir: str,
-                    settings: SFTSettings, recipe: TinyRecipe | None, mix_demos: int) -> dict:
-    """SFT the policy on this iteration's distinct correct traces (D+), plus original demonstrations."""
-    where = "FROM sft_traces WHERE run_id = ? AND stage = 'search' AND iteration = ?"
+                    settings: SFTSettings, recipe: TinyRecipe | None, mix_demos: int, *,
+                    min_value: float | None = None, min_logprob: float | None = None) -> dict:
+    """SFT the policy on this iteration's distinct correct traces (D+, filtered as `d_plus_query` says), plus
+    original demonstrations."""
+    where, params = d_plus_query(run_id, iteration, min_value=min_value, min_logprob=min_logprob)
     sql = f"SELECT DISTINCT prompt, completion {where} ORDER BY prompt, completion"
-    _, rows = store.query(store_path, sql, [run_id, iteration])
+    _, rows = store.query(store_path, sql, params)
     traces = [{"prompt": p, "completion": c} for p, c in rows]
     demos = mixed_demos(recipe, settings, iteration, mix_demos) if recipe is not None and mix_demos else []
     data = traces + demos
@@ -45,7 +61,7 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
     with bar(f"sft it{iteration} ({len(traces)} traces)", planned_steps(settings, len(data))) as update:
         history = train_policy(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, iteration, "policy", out_dir, init_path, "sft_traces", None, sql,
-              f"SELECT DISTINCT tree_id {where} ORDER BY 1", [run_id, iteration], traces, extra_rows=len(demos))
+              f"SELECT DISTINCT tree_id {where} ORDER BY 1", params, traces, extra_rows=len(demos))
     return resume.finish(out_dir, key, {"path": out_dir, "traces": len(traces), "demos": len(demos), **history})
 
 

@@ -110,16 +110,22 @@ SLIP = "7*7=50\n"
 def sampled_store(tmp_path_factory):
     """A real store of sampled trees: a scripted policy answers each problem right once and, after a
     visibly wrong step, wrong once."""
-    from models.fakes import ScriptedPolicy
     from problems import select_problems
+
+    problems = select_problems("arithmetic", "train", 0, 12)
+    script = {p.prompt: [(f"The answer is {p.answer}\n", -0.1), (SLIP, -0.2)] for p in problems}
+    script |= {p.prompt + SLIP: [(f"The answer is {int(p.answer) + 1}\n", -0.1)] for p in problems}
+    return _sampled(script, problems, tmp_path_factory.mktemp("orm-store")), problems
+
+
+def _sampled(script: dict, problems: list, root):
+    """Two scripted samples per problem, searched as the flow does and ingested into a store under `root`."""
+    from models.fakes import ScriptedPolicy
     from search import METHODS
     from search.sampling import SamplingConfig
     from storage import store
     from storage.traces import problem_row, result_rows
 
-    problems = select_problems("arithmetic", "train", 0, 12)
-    script = {p.prompt: [(f"The answer is {p.answer}\n", -0.1), (SLIP, -0.2)] for p in problems}
-    script |= {p.prompt + SLIP: [(f"The answer is {int(p.answer) + 1}\n", -0.1)] for p in problems}
     fn, _ = METHODS["self_consistency"]
     results = fn([p.prompt for p in problems], SamplingConfig(n=2, max_depth=3),
                  propose=ScriptedPolicy(script).propose_steps, evaluate=None)
@@ -129,12 +135,37 @@ def sampled_store(tmp_path_factory):
                                  split="train", method="self_consistency", policy="scripted", value_model=None)
         trees.append(tree)
         nodes += rows
-    root = tmp_path_factory.mktemp("orm-store")
     shard = store.write_shard(root / "shard", trees=trees, nodes=nodes,
                               problems=[problem_row(p) for p in problems])
     with store.connect(root / "s.duckdb") as con:
         store.ingest(con, [shard])
-    return root / "s.duckdb", problems
+    return root / "s.duckdb"
+
+
+def test_sft_keeps_the_traces_its_filter_passes_and_records_the_query(tmp_path, tiny_policy_dir):
+    import json
+
+    from problems import select_problems
+    from storage import store
+    from tasks.train import sft_policy_task
+
+    problems = select_problems("arithmetic", "train", 0, 6)
+    # two right answers each: one sure of itself, one after a step the policy was unsure of
+    script = {p.prompt: [(f"The answer is {p.answer}\n", -0.1), (SLIP, -2.0)] for p in problems}
+    script |= {p.prompt + SLIP: [(f"The answer is {p.answer}\n", -0.1)] for p in problems}
+    path = str(_sampled(script, problems, tmp_path))
+    settings = SFTSettings(max_steps=1, batch_size=4)
+    every = sft_policy_task.fn(path, "r", 1, str(tiny_policy_dir), str(tmp_path / "all"), settings, None, 0)
+    sure = sft_policy_task.fn(path, "r", 1, str(tiny_policy_dir), str(tmp_path / "sure"), settings, None, 0,
+                              min_logprob=-1.0)
+    assert every["traces"] == 2 * len(problems) and sure["traces"] == len(problems)
+    _, [(sql, params, n)] = store.query(path, "SELECT query, query_params, n_rows FROM training_snapshots "
+                                              "WHERE snapshot_id = 'r/1/policy'")  # the latest training's
+    _, rows = store.query(path, sql, json.loads(params))
+    assert n == len(rows) == len(problems) and all(SLIP not in c for _, c in rows)
+    unvalued = sft_policy_task.fn(path, "r", 1, str(tiny_policy_dir), str(tmp_path / "v"), settings, None, 0,
+                                  min_value=0.9)
+    assert unvalued["traces"] == 2 * len(problems)  # sampling recorded no values: nothing to filter on
 
 
 def test_the_orm_task_trains_on_right_vs_wrong_answers_of_a_tree(sampled_store, tmp_path, tiny_policy_dir):
