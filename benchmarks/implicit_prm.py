@@ -15,7 +15,9 @@ arithmetic, and the wrong rollouts teach it too, which SFT on correct traces nev
 `verifier_ceiling.py` runs them (same policy, streams, budgets, methods): greedy, Self-Consistency, and the
 value-guided searches on `--test` test problems guided by the implicit PRM, by the trained theta's own confidence,
 and by the policy's confidence for reference, each verifier with its AUC over every state it scored and between
-siblings (labelled as `verifier_ceiling.py` labels them: is every step right; measurement only).
+siblings (labelled as `verifier_ceiling.py` labels them: is every step right; measurement only). First it says
+what the rollouts' outcome labels say of their steps (`describe`): on the testbed a right answer is often reached
+through a wrong step.
 """
 
 from __future__ import annotations
@@ -58,8 +60,7 @@ def main() -> None:
     policy_dir = str(bootstrap(config.tiny, config.paths["cache"]))
     rows = rollouts(config, policy_dir, args.problems, args.rollouts, args.seed,
                     Path(args.workdir) / f"rollouts-{args.problems}x{args.rollouts}-s{args.seed}.json")
-    right = sum(r["label"] for r in rows)
-    print(f"{len(rows)} rollouts, {right} with the right answer ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"{describe(config, rows, vc.LogProbScorer(policy_dir))} ({time.perf_counter() - t0:.0f} s)", flush=True)
     prm = ImplicitPRM.train(policy_dir, rows, beta=args.beta, lr=args.lr, epochs=args.epochs, seed=args.seed)
     print(f"trained ({time.perf_counter() - t0:.0f} s)", flush=True)
     problems = vc._problems(config, args.test)
@@ -100,6 +101,32 @@ def rollouts(config, policy_dir: str, problems: int, n: int, seed: int, cache: P
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(rows))
     return rows
+
+
+def describe(config, rows: list[dict], confidence) -> str:
+    """What the rollouts' outcome labels say about their steps: how many right answers hold a wrong step, how often
+    a right (or wrong) first step ends in a right answer, and how well the policy's `confidence` in its weakest
+    step tells the distinct right answers whose every step is right from the others (AUC)."""
+    from models.metrics import roc_auc
+    from problems import select_problems
+
+    count = len({r["prompt"] for r in rows})
+    problems = {p.prompt: p for p in select_problems(config.task.name, "train", 0, count, config.task.options)}
+    right = [r for r in rows if r["label"]]
+    steps = [problems[r["prompt"]].steps_right(r["completion"].splitlines(keepends=True)) for r in right]
+    after = {True: [], False: []}  # first step right -> outcomes
+    for r in rows:
+        first = r["completion"].splitlines(keepends=True)[:1]
+        if first:
+            after[bool(problems[r["prompt"]].steps_right(first))].append(r["label"])
+    distinct = list({(r["prompt"], r["completion"]): r for r in right})
+    faithful = [problems[p].steps_right(c.splitlines(keepends=True)) for p, c in distinct]
+    auc = roc_auc(confidence.score([p + c for p, c in distinct]), faithful)
+    rate = lambda xs: f"{100 * sum(xs) / max(1, len(xs)):.1f} %"  # noqa: E731
+    return (f"{len(rows)} rollouts, {len(right)} with the right answer, {len(right) - sum(steps)} of them through "
+            f"a wrong step; a right answer follows {rate(after[True])} of right first steps and "
+            f"{rate(after[False])} of wrong ones; the policy's confidence tells the {sum(faithful)} of "
+            f"{len(distinct)} distinct right answers whose every step is right from the others at AUC {auc:.3f}")
 
 
 class ImplicitPRM:

@@ -44,3 +44,30 @@ def test_training_moves_the_right_rollout_above_the_wrong_one_from_a_level_start
     first_good, first_bad = trained.score([prompt + right.split("\n")[0] + "\n",
                                            prompt + wrong.split("\n")[0] + "\n"])
     assert first_good > first_bad  # the first steps alone tell them apart: that is where they differ
+
+
+def test_describe_counts_right_answers_reached_through_a_wrong_step(bench):
+    from flows.config import load_config
+    from problems import select_problems
+    from problems.arithmetic import solution_steps
+
+    config = load_config("configs/testbed.yaml")
+    p, q = select_problems("arithmetic", "train", 0, 2)
+    gold, other = "".join(solution_steps(p)), "".join(solution_steps(q))
+    slip = gold.replace("=", "=9", 1)  # the first result wrong; the rest, and so the answer, the gold ones
+    assert slip != gold
+    rows = [{"prompt": p.prompt, "completion": gold, "label": True},
+            {"prompt": p.prompt, "completion": slip, "label": True},
+            {"prompt": p.prompt, "completion": slip, "label": True},  # a repeat: counted, but distinct once
+            {"prompt": q.prompt, "completion": other.replace("=", "=9", 1), "label": False},
+            {"prompt": q.prompt, "completion": other, "label": False}]  # (labels as given, not re-checked)
+
+    class Sure:  # confident exactly in the traces whose steps are all right
+        def score(self, states):
+            return [1.0 if s in (p.prompt + gold, q.prompt + other) else 0.0 for s in states]
+
+    text = bench.describe(config, rows, Sure())
+    assert text.startswith("5 rollouts, 3 with the right answer, 2 of them through a wrong step")
+    assert "follows 50.0 % of right first steps and 66.7 % of wrong ones" in text
+    assert text.endswith("the 1 of 2 distinct right answers whose every step is right from the others at AUC "
+                         "1.000")
