@@ -3,7 +3,8 @@ than further epochs on the demonstrations it has, and does it matter that many o
 
     python benchmarks/scarce_demos.py [--config configs/testbed.yaml] [--cache work/cache] \
         [--workdir work/scarce] [--demos 1000] [--stage-epochs 8] [--seeds 0 1 2] [--rounds 3] \
-        [--problems 1024] [--samples 10] [--rows 2000] [--traces all faithful] [--retest 2000]
+        [--problems 1024] [--samples 10] [--rows 2000] [--traces all faithful confident] [--retest 2000] \
+        [--confident-share 0.5]
 
 The start: the config's cached bootstrap (the noisy-demonstration policy, treated as the pretrained model), given
 one more SFT stage on `--demos` clean demonstrations (problems of the demo split past the bootstrap's own) for
@@ -11,11 +12,14 @@ one more SFT stage on `--demos` clean demonstrations (problems of the demo split
 ahead. Then, per seed and per kind of traces, `--rounds` rounds of self-training as ReST-EM does it: `--samples`
 samples at the config's temperature for each of `--problems` fresh training problems, the distinct ones whose
 answer checks kept (`all`), or only those whose every step is also right (`faithful`: a diagnostic filter that
-reads the gold solution through `Problem.steps_right`; no flow does this), and one SFT with the config's settings
-on exactly `--rows` rows: the traces, filled up with clean demonstrations. The control trains from the same start,
+reads the gold solution through `Problem.steps_right`; no flow does this), or the most confident
+`--confident-share` of them by the policy's least confident step (`confident`: reads no gold, so a flow could do
+it), and one SFT with the config's settings on exactly `--rows` rows: the traces, filled up with clean
+demonstrations. The control trains from the same start,
 round for round, on `--rows` clean demonstrations alone, so both arms take the same optimizer steps. Every policy
 is decoded greedily on the first `--retest` test problems. Prints per round each arm's accuracy (mean ± sd over
 seeds), the per-seed gaps to the control, and the traces kept (how many, and what share has every step right).
+Trained policies, what each arm kept and every accuracy are cached in `--workdir`: a rerun only adds what is new.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("all", "faithful")
+KINDS = ("all", "faithful", "confident")
 
 
 def main() -> None:
@@ -46,9 +50,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="rows of every round's SFT, in both arms")
     parser.add_argument("--traces", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--retest", type=int, default=2000, help="test problems each policy is decoded on")
+    parser.add_argument("--confident-share", type=float, default=0.5,
+                        help="share of each round's correct traces the `confident` arm keeps")
     args = parser.parse_args()
     if min(args.demos, args.rounds, args.problems, args.samples, args.rows, args.retest) < 1:
         raise SystemExit("--demos, --rounds, --problems, --samples, --rows and --retest must be >= 1")
+    if not 0 < args.confident_share <= 1:
+        raise SystemExit(f"--confident-share must be in (0, 1], got {args.confident_share}")
 
     from flows import env
 
@@ -80,15 +88,22 @@ def main() -> None:
                 out = Path(args.workdir) / f"seed{seed}" / f"{kind}-r{r}"
                 if kind == "control":
                     rows = fill([], demos, args.rows, random.Random(seed * 1000 + r))
+                    arms[kind] = train(arms[kind], rows, out, settings)
                 else:
-                    policy = TransformersPolicy.from_pretrained(arms[kind], temperature=config.policy.temperature,
-                                                                seed=seed * 1000 + r)
-                    traces = correct_traces(policy, problems, args.samples, faithful=kind == "faithful")
-                    right = statistics.fmean(t["steps_right"] for t in traces) if traces else 0.0
-                    kept.setdefault((kind, r), []).append((len(traces), right))
-                    rows = fill([{"prompt": t["prompt"], "completion": t["completion"]} for t in traces], demos,
-                                args.rows, random.Random(seed * 1000 + r))
-                arms[kind] = train(arms[kind], rows, out, settings)
+                    summary = out.with_name(out.name + ".kept.json")
+                    if (out / "config.json").is_file() and summary.is_file():  # trained before: no resampling
+                        kept.setdefault((kind, r), []).append(tuple(json.loads(summary.read_text())))
+                        arms[kind] = str(out)
+                    else:
+                        policy = TransformersPolicy.from_pretrained(
+                            arms[kind], temperature=config.policy.temperature, seed=seed * 1000 + r)
+                        traces = select(correct_traces(policy, problems, args.samples), kind, args.confident_share)
+                        right = statistics.fmean(t["steps_right"] for t in traces) if traces else 0.0
+                        rows = fill([{"prompt": t["prompt"], "completion": t["completion"]} for t in traces],
+                                    demos, args.rows, random.Random(seed * 1000 + r))
+                        arms[kind] = train(arms[kind], rows, out, settings)
+                        summary.write_text(json.dumps([len(traces), right]))
+                        kept.setdefault((kind, r), []).append((len(traces), right))
                 figures.setdefault((kind, r), []).append(accuracy(arms[kind]))
             print(f"seed {seed} round {r}: " + ", ".join(f"{k} {figures[(k, r)][-1]:.1f} %" for k in arms)
                   + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -134,13 +149,14 @@ def fill(traces: list[dict], demos: list[dict], rows: int, rng: random.Random) -
     return traces[:rows] + extra
 
 
-def correct_traces(policy, problems: list, samples: int, *, faithful: bool) -> list[dict]:
-    """The distinct solutions `policy` samples (at its own temperature) whose answer checks (with `faithful`, only
-    those whose every step is right), each with `steps_right`."""
+def correct_traces(policy, problems: list, samples: int) -> list[dict]:
+    """The distinct solutions `policy` samples (at its own temperature) whose answer checks, each with
+    `steps_right` (read from the gold solution) and `min_logprob` (the policy's least confident step: the lowest
+    mean token log-prob of a step along it)."""
     from problems.steps import final_answer
     from search.sampling import sample_paths
 
-    found: dict[tuple[str, str], bool] = {}
+    found: dict[tuple[str, str], dict] = {}
     for i in range(0, len(problems), 64):
         batch = problems[i:i + 64]
         pool = sample_paths([p.prompt for p in batch], propose=policy.propose_steps, n=samples, temperature=None,
@@ -149,9 +165,25 @@ def correct_traces(policy, problems: list, samples: int, *, faithful: bool) -> l
             for path in paths:
                 if path and p.check(final_answer(path[-1].text)):
                     steps = [c.text for c in path]
-                    found[(p.prompt, "".join(steps))] = bool(p.steps_right(steps))
-    return [{"prompt": prompt, "completion": completion, "steps_right": right}
-            for (prompt, completion), right in found.items() if right or not faithful]
+                    completion = "".join(steps)
+                    found.setdefault((p.prompt, completion), {
+                        "prompt": p.prompt, "completion": completion, "steps_right": bool(p.steps_right(steps)),
+                        "min_logprob": min(c.logprob for c in path)})
+    return list(found.values())
+
+
+def select(traces: list[dict], kind: str, share: float = 0.5) -> list[dict]:
+    """The traces an arm trains on: `all`; `faithful`, those whose every step is right (reads the gold solution);
+    `confident`, the most confident `share` of them by the policy's weakest step (reads no gold: a filter a flow
+    could run, `sft_filter.min_logprob` with a per-round threshold)."""
+    if kind == "all":
+        return list(traces)
+    if kind == "faithful":
+        return [t for t in traces if t["steps_right"]]
+    if kind == "confident":
+        keep = round(share * len(traces))
+        return sorted(traces, key=lambda t: -t["min_logprob"])[:keep]
+    raise ValueError(f"unknown kind of traces {kind!r}; expected one of {', '.join(KINDS)}")
 
 
 class Accuracy:

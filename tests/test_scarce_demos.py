@@ -38,16 +38,23 @@ def test_the_clean_demonstrations_are_new_problems_with_every_step_right(bench):
         assert p.steps_right(steps) and p.check(final_answer(steps[-1]))
 
 
-def test_faithful_keeps_only_the_right_answers_whose_every_step_is_right(bench):
+def test_each_arm_keeps_its_share_of_the_right_answers(bench):
     from models.fakes import ScriptedPolicy
     from problems import Problem
 
     p = Problem(id="p", task="arithmetic", question="3 +4", answer="7", prompt="Q: 3 +4\n")
-    policy = ScriptedPolicy({p.prompt: [("3+4=7\n", -0.1), ("3+4=8\n", -1.0), ("3+4=9\n", -2.0)],
-                             p.prompt + "3+4=7\n": [("The answer is 7\n", -0.1)],
+    policy = ScriptedPolicy({p.prompt: [("3+4=7\n", -0.1), ("3+4=8\n", -1.0), ("3+4=9\n", -2.0), ("7\n", -0.3)],
+                             p.prompt + "3+4=7\n": [("The answer is 7\n", -0.2)],
                              p.prompt + "3+4=8\n": [("The answer is 7\n", -0.5)],  # right answer, wrong step
-                             p.prompt + "3+4=9\n": [("The answer is 9\n", -0.1)]})
-    every = bench.correct_traces(policy, [p], 6, faithful=False)
-    assert sorted((t["completion"], t["steps_right"]) for t in every) == [
-        ("3+4=7\nThe answer is 7\n", True), ("3+4=8\nThe answer is 7\n", False)]  # distinct: 6 samples, 2 kept
-    assert bench.correct_traces(policy, [p], 6, faithful=True) == [t for t in every if t["steps_right"]]
+                             p.prompt + "3+4=9\n": [("The answer is 9\n", -0.1)],
+                             p.prompt + "7\n": [("The answer is 7\n", -0.05)]})  # skips the step
+    every = bench.correct_traces(policy, [p], 8)
+    assert sorted((t["completion"], t["steps_right"], t["min_logprob"]) for t in every) == [
+        ("3+4=7\nThe answer is 7\n", True, -0.2), ("3+4=8\nThe answer is 7\n", False, -1.0),
+        ("7\nThe answer is 7\n", False, -0.3)]  # distinct: 8 samples, 3 kept; the weakest step's log-prob
+    assert bench.select(every, "all") == every
+    assert bench.select(every, "faithful") == [t for t in every if t["steps_right"]]
+    assert [t["min_logprob"] for t in bench.select(every, "confident", 2 / 3)] == [-0.2, -0.3]
+    assert [t["min_logprob"] for t in bench.select(every, "confident", 1.0)] == [-0.2, -0.3, -1.0]
+    with pytest.raises(ValueError, match="unknown kind of traces 'best'"):
+        bench.select(every, "best")
