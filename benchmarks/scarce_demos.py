@@ -84,6 +84,7 @@ def main() -> None:
         arms = {kind: start for kind in [*args.traces, "control"]}
         for r in range(1, args.rounds + 1):
             problems = _problems(config, "train", (r - 1) * args.problems, args.problems)
+            sampled: dict[tuple[str, int], list[dict]] = {}
             for kind in arms:
                 out = Path(args.workdir) / f"seed{seed}" / f"{kind}-r{r}"
                 if kind == "control":
@@ -95,9 +96,12 @@ def main() -> None:
                         kept.setdefault((kind, r), []).append(tuple(json.loads(summary.read_text())))
                         arms[kind] = str(out)
                     else:
-                        policy = TransformersPolicy.from_pretrained(
-                            arms[kind], temperature=config.policy.temperature, seed=seed * 1000 + r)
-                        traces = select(correct_traces(policy, problems, args.samples), kind, args.confident_share)
+                        key = (arms[kind], seed * 1000 + r)  # the arms' first round samples one policy alike
+                        if key not in sampled:
+                            policy = TransformersPolicy.from_pretrained(
+                                arms[kind], temperature=config.policy.temperature, seed=key[1])
+                            sampled[key] = correct_traces(policy, problems, args.samples)
+                        traces = select(sampled[key], kind, args.confident_share)
                         right = statistics.fmean(t["steps_right"] for t in traces) if traces else 0.0
                         rows = fill([{"prompt": t["prompt"], "completion": t["completion"]} for t in traces],
                                     demos, args.rows, random.Random(seed * 1000 + r))
