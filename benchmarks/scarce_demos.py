@@ -15,9 +15,9 @@ answer checks kept (`all`), or only those whose every step is also right (`faith
 reads the gold solution through `Problem.steps_right`; no flow does this), or the most confident
 `--confident-share` of them by the policy's least confident step (`confident`: reads no gold, so a flow could do
 it), and one SFT with the config's settings on exactly `--rows` rows: the traces, filled up with clean
-demonstrations. The control trains from the same start,
-round for round, on `--rows` clean demonstrations alone, so both arms take the same optimizer steps. Every policy
-is decoded greedily on the first `--retest` test problems. Prints per round each arm's accuracy (mean ± sd over
+demonstrations. The control trains from the same start, round for round, on `--rows` clean demonstrations alone,
+so every arm takes the same optimizer steps. Every policy is decoded greedily on the first `--retest` test
+problems. Prints per round each arm's accuracy (mean ± sd over
 seeds), the per-seed gaps to the control, and the traces kept (how many, and what share has every step right).
 Trained policies, what each arm kept and every accuracy are cached in `--workdir`: a rerun only adds what is new.
 """
@@ -62,7 +62,6 @@ def main() -> None:
 
     env.configure(args.workdir)
     from flows.config import load_config
-    from models.hf_policy import TransformersPolicy
 
     config = load_config(args.config, {"workdir": args.workdir, "cache_dir": args.cache})
     if config.tiny.task_name != "arithmetic":
@@ -84,30 +83,17 @@ def main() -> None:
         arms = {kind: start for kind in [*args.traces, "control"]}
         for r in range(1, args.rounds + 1):
             problems = _problems(config, "train", (r - 1) * args.problems, args.problems)
-            sampled: dict[tuple[str, int], list[dict]] = {}
+            stream = seed * 1000 + r
+            sample = Sampler(problems, args.samples, config.policy.temperature, stream)
             for kind in arms:
                 out = Path(args.workdir) / f"seed{seed}" / f"{kind}-r{r}"
                 if kind == "control":
-                    rows = fill([], demos, args.rows, random.Random(seed * 1000 + r))
+                    rows = fill([], demos, args.rows, random.Random(stream))
                     arms[kind] = train(arms[kind], rows, out, settings)
                 else:
-                    summary = out.with_name(out.name + ".kept.json")
-                    if (out / "config.json").is_file() and summary.is_file():  # trained before: no resampling
-                        kept.setdefault((kind, r), []).append(tuple(json.loads(summary.read_text())))
-                        arms[kind] = str(out)
-                    else:
-                        key = (arms[kind], seed * 1000 + r)  # the arms' first round samples one policy alike
-                        if key not in sampled:
-                            policy = TransformersPolicy.from_pretrained(
-                                arms[kind], temperature=config.policy.temperature, seed=key[1])
-                            sampled[key] = correct_traces(policy, problems, args.samples)
-                        traces = select(sampled[key], kind, args.confident_share)
-                        right = statistics.fmean(t["steps_right"] for t in traces) if traces else 0.0
-                        rows = fill([{"prompt": t["prompt"], "completion": t["completion"]} for t in traces],
-                                    demos, args.rows, random.Random(seed * 1000 + r))
-                        arms[kind] = train(arms[kind], rows, out, settings)
-                        summary.write_text(json.dumps([len(traces), right]))
-                        kept.setdefault((kind, r), []).append((len(traces), right))
+                    arms[kind], size = self_train(arms[kind], kind, out, sample, demos, args.rows,
+                                                  random.Random(stream), settings, args.confident_share)
+                    kept.setdefault((kind, r), []).append(size)
                 figures.setdefault((kind, r), []).append(accuracy(arms[kind]))
             print(f"seed {seed} round {r}: " + ", ".join(f"{k} {figures[(k, r)][-1]:.1f} %" for k in arms)
                   + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -142,6 +128,39 @@ def train(init: str, rows: list[dict], out: Path, settings) -> str:
     if not (out / "config.json").is_file():
         train_policy(init, rows, out, settings)
     return str(out)
+
+
+class Sampler:
+    """A round's correct traces of a policy directory (`correct_traces`), sampled once per directory: every arm's
+    first round samples the same start with the same seed."""
+
+    def __init__(self, problems: list, samples: int, temperature: float, seed: int):
+        self.problems, self.samples, self.temperature, self.seed = problems, samples, temperature, seed
+        self.sampled: dict[str, list[dict]] = {}
+
+    def __call__(self, policy_dir: str) -> list[dict]:
+        if policy_dir not in self.sampled:
+            from models.hf_policy import TransformersPolicy
+
+            policy = TransformersPolicy.from_pretrained(policy_dir, temperature=self.temperature, seed=self.seed)
+            self.sampled[policy_dir] = correct_traces(policy, self.problems, self.samples)
+        return self.sampled[policy_dir]
+
+
+def self_train(init: str, kind: str, out: Path, sample, demos: list[dict], rows: int, rng: random.Random,
+               settings, share: float) -> tuple[str, tuple[int, float]]:
+    """One round of an arm: SFT `init` on the traces `kind` keeps of `sample(init)`, filled up to `rows` with
+    demonstrations. Returns the policy and what it kept (how many, the share with every step right), both read
+    back from `out` when it was trained before."""
+    summary = out.with_name(out.name + ".kept.json")
+    if (out / "config.json").is_file() and summary.is_file():
+        return str(out), tuple(json.loads(summary.read_text()))
+    traces = select(sample(init), kind, share)
+    size = (len(traces), statistics.fmean(t["steps_right"] for t in traces) if traces else 0.0)
+    policy = train(init, fill([{"prompt": t["prompt"], "completion": t["completion"]} for t in traces], demos,
+                              rows, rng), out, settings)
+    summary.write_text(json.dumps(size))
+    return policy, size
 
 
 def fill(traces: list[dict], demos: list[dict], rows: int, rng: random.Random) -> list[dict]:
