@@ -3,7 +3,7 @@ than further epochs on the demonstrations it has, and does it matter that many o
 
     python benchmarks/scarce_demos.py [--config configs/testbed.yaml] [--cache work/cache] \
         [--workdir work/scarce] [--demos 1000] [--stage-epochs 8] [--seeds 0 1 2] [--rounds 3] \
-        [--problems 1024] [--samples 10] [--rows 2000] [--traces all faithful confident] [--retest 2000] \
+        [--problems 1024] [--samples 10] [--rows 2000] [--traces all faithful confident checked] [--retest 2000] \
         [--confident-share 0.5]
 
 The start: the config's cached bootstrap (the noisy-demonstration policy, treated as the pretrained model), given
@@ -14,11 +14,12 @@ samples at the config's temperature for each of `--problems` fresh training prob
 answer checks kept (`all`), or only those whose every step is also right (`faithful`: a diagnostic filter that
 reads the gold solution through `Problem.steps_right`; no flow does this), or the most confident
 `--confident-share` of them by the policy's least confident step (`confident`: reads no gold, so a flow could do
-it), and one SFT with the config's settings on exactly `--rows` rows: the traces, filled up with clean
-demonstrations. The control trains from the same start, round for round, on `--rows` clean demonstrations alone,
-so every arm takes the same optimizer steps. Every policy is decoded greedily on the first `--retest` test
-problems. Prints per round each arm's accuracy (mean ± sd over
-seeds), the per-seed gaps to the control, and the traces kept (how many, and what share has every step right).
+it), or those whose every written equation holds by a calculator (`checked`: reads no gold either,
+`sft_filter.equations` in a flow), and one SFT with the config's settings on exactly `--rows` rows: the traces,
+filled up with clean demonstrations. The control trains from the same start, round for round, on `--rows` clean
+demonstrations alone, so every arm takes the same optimizer steps. Every policy is decoded greedily on the first
+`--retest` test problems. Prints per round each arm's accuracy (mean ± sd over seeds), the per-seed gaps to the
+control, and the traces kept (how many, and what share has every step right).
 Trained policies, what each arm kept and every accuracy are cached in `--workdir`: a rerun only adds what is new.
 """
 
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("all", "faithful", "confident")
+KINDS = ("all", "faithful", "confident", "checked")
 
 
 def main() -> None:
@@ -198,7 +199,8 @@ def correct_traces(policy, problems: list, samples: int) -> list[dict]:
 def select(traces: list[dict], kind: str, share: float = 0.5) -> list[dict]:
     """The traces an arm trains on: `all`; `faithful`, those whose every step is right (reads the gold solution);
     `confident`, the most confident `share` of them by the policy's weakest step (reads no gold: a filter a flow
-    could run, `sft_filter.min_logprob` with a per-round threshold)."""
+    could run, `sft_filter.min_logprob` with a per-round threshold); `checked`, those whose every written equation
+    holds by a calculator's arithmetic (reads no gold: `sft_filter.equations`)."""
     if kind == "all":
         return list(traces)
     if kind == "faithful":
@@ -206,6 +208,10 @@ def select(traces: list[dict], kind: str, share: float = 0.5) -> list[dict]:
     if kind == "confident":
         keep = round(share * len(traces))
         return sorted(traces, key=lambda t: -t["min_logprob"])[:keep]
+    if kind == "checked":
+        from problems.steps import equations_hold
+
+        return [t for t in traces if equations_hold(t["completion"])]
     raise ValueError(f"unknown kind of traces {kind!r}; expected one of {', '.join(KINDS)}")
 
 

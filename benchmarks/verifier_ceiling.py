@@ -2,8 +2,8 @@
 known quality, at equal generated-token budgets, against Self-Consistency and greedy decoding.
 
     python benchmarks/verifier_ceiling.py [--config configs/testbed.yaml] [--workdir work/report-full] \
-        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1.5 3] [--value DIR] [--logprob [DIR]] [--problems 200] \
-        [--plot docs/verifier-ceiling.png]
+        [--seeds 0 1 2] [--budgets 400 800] [--noise 0 1.5 3] [--value DIR] [--logprob [DIR]] [--calculator] \
+        [--problems 200] [--plot docs/verifier-ceiling.png]
 
 A diagnostic, not a result: the synthetic verifier reads the gold solution, which no search in treeflow
 ever does. It scores a state +1 when every step so far is the gold solution's step
@@ -11,11 +11,13 @@ ever does. It scores a state +1 when every step so far is the gold solution's st
 Gaussian noise of sd `--noise` (fixed per state and seed), squashed by tanh into the value model's (-1, 1).
 Noise 0 is a perfect process verifier; more noise lowers its AUC. `--value DIR` adds a learned value
 model, `--logprob` the policy's own confidence (its least confident step), `--logprob DIR` that of another
-causal LM (a verifier that knows more than the policy). For every verifier the table gives its AUC over
-every state it scored and between siblings only (`models.metrics.sibling_auc`), the choice a search makes
-at each node; the figure plots accuracy against the latter. Everything else is the
-flow's: the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream,
-the budgets. Self-Consistency and greedy never call a verifier, so they run once per seed.
+causal LM (a verifier that knows more than the policy). `--calculator` adds a verifier that reads no gold
+either: `search.verifiers.calculator_guard`, -1 for a state whose steps write an equation that does not
+hold, else 0 (or, with `--logprob`, else the policy's confidence: one more level). For every verifier the
+table gives its AUC over every state it scored and between siblings only (`models.metrics.sibling_auc`), the
+choice a search makes at each node; the figure plots accuracy against the latter. Everything else is the flow's:
+the cached testbed policy, T = 0.7, the methods' configurations, each batch's seeded sample stream, the
+budgets. Self-Consistency and greedy never call a verifier, so they run once per seed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("--logprob", nargs="?", const=True, default=None, metavar="DIR",
                         help="also search with the policy's own confidence in each step as the value, or with "
                              "that of the causal LM in DIR")
+    parser.add_argument("--calculator", action="store_true",
+                        help="also search with the calculator's check (before the policy's confidence: --logprob)")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/verifier-ceiling.png)")
     args = parser.parse_args()
 
@@ -72,7 +76,8 @@ def main() -> None:
 
         value_model = TransformersValue(args.value)
     levels: list[float | str | None] = [*args.noise, *([None] * (value_model is not None)),
-                                        *([_logprob_label(args.logprob)] * bool(args.logprob))]
+                                        *([_logprob_label(args.logprob)] * bool(args.logprob)),
+                                        *(CALCULATOR[:1 + bool(args.logprob)] if args.calculator else [])]
     for seed in args.seeds:
         problems = _problems(config, args.problems)
         greedy_acc = _run(config, policy_dir, problems, "greedy", configs["greedy"], [None], seed, None)[None]
@@ -82,7 +87,8 @@ def main() -> None:
                                   args.budgets, seed, None).items():
             rows.setdefault(("self_consistency", budget), []).append(point)
         for level in levels:
-            model = verifier_model(level, value_model, policy_dir if args.logprob is True else args.logprob)
+            model = verifier_model(level, value_model, policy_dir if args.logprob is True else args.logprob,
+                                   [p.prompt for p in problems])
             verifier = Verifier(problems, level if isinstance(level, float) else 0.0, seed, model=model)
             for method in GUIDED:
                 for budget, point in _run(config, policy_dir, problems, method, configs[method], args.budgets,
@@ -158,11 +164,23 @@ def _logprob_label(logprob: bool | str) -> str:
     return "policy log-prob" if logprob is True else "verifier LM log-prob"
 
 
-def verifier_model(level: float | str | None, value_model, logprob_dir: str | None):
+#: the calculator's levels: alone, and in front of the policy's confidence
+CALCULATOR = ["calculator", "calculator, then policy log-prob"]
+
+
+def verifier_model(level: float | str | None, value_model, logprob_dir: str | None, prompts: list[str]):
     """What scores the states at one verifier level: the learned value model (None), a causal LM's confidence
-    (a log-prob label), or nothing, for the synthetic verifier (a noise sd)."""
+    (a log-prob label), the calculator's check (alone or in front of that confidence), or nothing, for the
+    synthetic verifier (a noise sd)."""
+    from types import SimpleNamespace
+
+    from search.verifiers import calculator_guard
+
     if level is None:
         return value_model
+    if level in CALCULATOR:
+        inner = LogProbScorer(logprob_dir).score if level == CALCULATOR[1] else None
+        return SimpleNamespace(score=calculator_guard(inner, prompts))
     return LogProbScorer(logprob_dir) if isinstance(level, str) else None
 
 

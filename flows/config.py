@@ -108,7 +108,7 @@ class EvaluationSettings(_Strict):
 
 
 class TraceFilter(_Strict):
-    """Which of an iteration's correct traces (D+) the policy's SFT keeps, beyond their answer checking. Neither
+    """Which of an iteration's correct traces (D+) the policy's SFT keeps, beyond their answer checking. None
     reads the gold answer; on the testbed a right answer is often reached through a wrong step (docs/testbed.md,
     "Right answers, wrong steps"). A path with nothing recorded passes (sampled paths carry no values)."""
 
@@ -116,6 +116,8 @@ class TraceFilter(_Strict):
                                                       "(ReST-MCTS*'s value filter)")
     min_logprob: float | None = Field(None, description="keep a path whose least confident step has at least this "
                                                         "mean token log-prob under the policy that sampled it")
+    equations: bool = Field(False, description="keep a path whose every written equation (`a op b = c`) holds by "
+                                               "a calculator's arithmetic (the store's equations_hold macro)")
 
 
 class ORMSettings(_Strict):
@@ -193,6 +195,8 @@ class FlywheelConfig(_Strict):
     value: ValueBootstrap = ValueBootstrap()
     search: MCTSAlphaConfig = MCTSAlphaConfig()
     bfs_v: BFSVConfig = BFSVConfig()
+    calculator: bool = Field(False, description="guided searches score a state whose steps write a false "
+                                                "equation (a op b = c) at the lowest value, not asking the value")
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
     mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")

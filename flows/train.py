@@ -42,8 +42,7 @@ def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models:
     recipe = config.tiny if config.policy.path is None else None
     init = models.base if config.sft_init == "base" else models.policy
     sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
-                          recipe, config.mix_demos, min_value=config.sft_filter.min_value,
-                          min_logprob=config.sft_filter.min_logprob)
+                          recipe, config.mix_demos, **config.sft_filter.model_dump())
     fit = fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
     orm_init, orm = models.orm or models.value, None
     if config.orm.enabled:

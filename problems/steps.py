@@ -29,3 +29,30 @@ def final_answer(step: str) -> str | None:
 def is_final(step: str) -> bool:
     """Whether a step ends the solution: it states an answer, or the policy stopped mid-line (EOS)."""
     return final_answer(step) is not None or not step.endswith("\n")
+
+
+# A calculator's check of written arithmetic; storage/views/05_equations.sql is the same check in SQL.
+_RUN_RE = re.compile(r"[0-9.+\-*/$ \t]+=[ \t]*\$?-?[0-9]+(?:\.[0-9]+)?")
+_BINARY_RE = re.compile(r"^[^0-9+\-*/]*?([0-9]+(?:\.[0-9]+)?)[ \t]*([-+*/])[ \t]*([0-9]+(?:\.[0-9]+)?)"
+                        r"[ \t]*=[ \t]*(-?[0-9]+(?:\.[0-9]+)?)$")
+
+
+def equations_hold(text: str) -> bool:
+    """Whether every binary equation `a op b = c` that `text` writes holds (op one of + - * /, numbers with
+    optional decimals and a leading $; c is compared at its own precision, so 10/3 = 3.33 holds and 10/3 = 3.4
+    does not). A run of arithmetic that is not binary (2 * 3 + 4 = 10) is not checked. Reads neither the
+    question nor the gold answer: a calculator over what the solution wrote, which a flow may use
+    (`sft_filter.equations`); the SQL macro `equations_hold` in the trace store gives the same verdicts."""
+    for run in _RUN_RE.findall(text):
+        match = _BINARY_RE.match(run.replace("$", ""))
+        if match is None:
+            continue
+        a, op, b, c = match.groups()
+        x, y = float(a), float(b)
+        if op == "/" and y == 0:
+            return False
+        result = {"+": x + y, "-": x - y, "*": x * y}[op] if op != "/" else x / y
+        decimals = len(c.partition(".")[2])
+        if not abs(result - float(c)) < 0.5 * 10 ** -decimals:
+            return False
+    return True

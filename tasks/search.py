@@ -14,6 +14,7 @@ from prefect.cache_policies import NONE
 from problems import select_problems
 from search import METHODS, POOLED, UNGUIDED
 from search.sampling import sample_paths
+from search.verifiers import calculator_guard
 from storage.store import write_shard
 from storage.traces import problem_row, result_rows
 from tasks import resume
@@ -49,7 +50,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
                run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
                backend: str = "transformers", device: str = "cpu", dtype: str = "auto",
-               torch_threads: int | None = None) -> dict:
+               torch_threads: int | None = None, calculator: bool = False) -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
@@ -57,7 +58,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     path and, per budget, what it cost: generated tokens, prefill tokens, value tokens, policy and
     value calls, wall seconds (a pooled method's sampling cost is the pool's, shared by its budgets).
     `torch_threads`: the intra-op threads for this call's thread (shards searched side by side in threads
-    split the cores; one thread per core measured fastest here).
+    split the cores; one thread per core measured fastest here). `calculator`: a guided method scores a state
+    whose steps write a false equation at the lowest value, before the value model (`calculator_guard`).
     """
     import torch
 
@@ -89,6 +91,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     costs = {b: nothing for b in budgets}
     trees, nodes = [], []
     evaluate = value.score if value else None
+    if calculator and method not in UNGUIDED:
+        evaluate = calculator_guard(evaluate, [p.prompt for p in problems])
 
     def measured(work, *args, **kwargs):
         """Call `work`; return its result and what it cost (counters and wall seconds)."""

@@ -28,26 +28,31 @@ from tasks.progress import bar
 
 
 def d_plus_query(run_id: str, iteration: int, *, min_value: float | None = None,
-                 min_logprob: float | None = None) -> tuple[str, list]:
+                 min_logprob: float | None = None, equations: bool = False) -> tuple[str, list]:
     """The FROM ... WHERE of an iteration's D+ in `sft_traces`, and its parameters: the correct paths its search
-    found, kept only where the search valued every step at least `min_value` and the policy's least confident
-    step has a mean token log-prob of at least `min_logprob` (a path with nothing recorded passes: sampled paths
-    carry no values). Neither reads the gold answer; a right answer is often reached through a wrong step."""
+    found, kept only where the search valued every step at least `min_value`, the policy's least confident step
+    has a mean token log-prob of at least `min_logprob` (a path with nothing recorded passes: sampled paths carry
+    no values) and, with `equations`, every equation the path writes holds (the store's `equations_hold`, a
+    calculator). None reads the gold answer; a right answer is often reached through a wrong step."""
     where, params = "FROM sft_traces WHERE run_id = ? AND stage = 'search' AND iteration = ?", [run_id, iteration]
     for column, floor in (("min_value", min_value), ("min_logprob", min_logprob)):
         if floor is not None:
             where += f" AND coalesce({column} >= ?, true)"
             params.append(floor)
+    if equations:
+        where += " AND equations_hold(completion)"
     return where, params
 
 
 @task(name="sft-policy", cache_policy=NONE, persist_result=False)
 def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str, out_dir: str,
                     settings: SFTSettings, recipe: TinyRecipe | None, mix_demos: int, *,
-                    min_value: float | None = None, min_logprob: float | None = None) -> dict:
+                    min_value: float | None = None, min_logprob: float | None = None,
+                    equations: bool = False) -> dict:
     """SFT the policy on this iteration's distinct correct traces (D+, filtered as `d_plus_query` says), plus
     original demonstrations."""
-    where, params = d_plus_query(run_id, iteration, min_value=min_value, min_logprob=min_logprob)
+    where, params = d_plus_query(run_id, iteration, min_value=min_value, min_logprob=min_logprob,
+                                 equations=equations)
     sql = f"SELECT DISTINCT prompt, completion {where} ORDER BY prompt, completion"
     _, rows = store.query(store_path, sql, params)
     traces = [{"prompt": p, "completion": c} for p, c in rows]

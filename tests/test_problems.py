@@ -103,3 +103,49 @@ def test_steps_right_tells_a_right_answer_reached_through_a_wrong_step():
     assert load_problems("gsm8k", "test", n=1)[0].steps_right(["Janet has 16 eggs.\n"]) is None
     countdown = load_problems("countdown", "test", n=1)[0]
     assert countdown.steps_right([]) is True and countdown.steps_right(["1 + 1 = 3 (left: 3)\n"]) is False
+
+
+EQUATION_CASES = [
+    ("37+12=49 (left: *3 -20)\n49*3=147\n", True),
+    ("37+12=49\n49*3=148\n", False),  # the second line's slip
+    ("She sold 48/2 = 24 clips.", True),
+    ("10/3=3.33 and 10/3=3.3", True),  # compared at the written precision
+    ("10/3=3.4", False),
+    ("7/2=3", False),
+    ("5/0=1", False),
+    ("$20 - $5 = $15", True),
+    ("$20 - $5 = $14", False),
+    ("a=5, 5+3=9", False),
+    ("clips. 5+3=9", False),
+    ("1+1=2 2+2=5", False),
+    ("5-7=-2", True),
+    ("2 * 3 + 4 = 11", True),  # not binary: not checked
+    ("-5+3=-8", True),  # neither
+    ("no arithmetic here", True),
+]
+
+
+@pytest.mark.parametrize("text,holds", EQUATION_CASES)
+def test_equations_hold_checks_the_written_arithmetic(text, holds):
+    from problems.steps import equations_hold
+
+    assert equations_hold(text) is holds
+
+
+def test_the_calculator_flags_exactly_the_slipped_demonstrations_in_python_and_in_the_store(tmp_path):
+    """The noisy demonstrations' wrong step is a slip of computation, so the check (which reads no gold) and
+    the task's rule (which does) agree on every one; the store's SQL macro gives the Python function's verdicts."""
+    from problems.steps import equations_hold
+    from storage import store
+
+    rng = random.Random(0)
+    texts = []
+    for p in arithmetic.generate(300, split="demo"):
+        steps = arithmetic.solution_steps(p, rng=rng, error_rate=0.3)
+        texts.append("".join(steps))
+        assert equations_hold(texts[-1]) is p.steps_right(steps)
+    assert 40 < sum(not equations_hold(t) for t in texts) < 140
+    texts += [text for text, _ in EQUATION_CASES]
+    with store.connect(tmp_path / "s.duckdb") as con:
+        in_sql = [con.execute("SELECT equations_hold(?)", [t]).fetchone()[0] for t in texts]
+    assert in_sql == [equations_hold(t) for t in texts]

@@ -56,5 +56,8 @@ def test_each_arm_keeps_its_share_of_the_right_answers(bench):
     assert bench.select(every, "faithful") == [t for t in every if t["steps_right"]]
     assert [t["min_logprob"] for t in bench.select(every, "confident", 2 / 3)] == [-0.2, -0.3]
     assert [t["min_logprob"] for t in bench.select(every, "confident", 1.0)] == [-0.2, -0.3, -1.0]
+    # the calculator drops the slip (3+4=8) but not the skipped step, which writes no equation
+    assert [t["completion"] for t in bench.select(every, "checked")] == [
+        t["completion"] for t in every if t["completion"] != "3+4=8\nThe answer is 7\n"]
     with pytest.raises(ValueError, match="unknown kind of traces 'best'"):
         bench.select(every, "best")

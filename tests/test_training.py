@@ -166,6 +166,13 @@ def test_sft_keeps_the_traces_its_filter_passes_and_records_the_query(tmp_path, 
     unvalued = sft_policy_task.fn(path, "r", 1, str(tiny_policy_dir), str(tmp_path / "v"), settings, None, 0,
                                   min_value=0.9)
     assert unvalued["traces"] == 2 * len(problems)  # sampling recorded no values: nothing to filter on
+    # the calculator's filter reads the slip itself (7*7=50), not the policy's confidence in it
+    checked = sft_policy_task.fn(path, "r", 1, str(tiny_policy_dir), str(tmp_path / "eq"), settings, None, 0,
+                                 equations=True)
+    _, [(sql, params)] = store.query(path, "SELECT query, query_params FROM training_snapshots "
+                                           "WHERE snapshot_id = 'r/1/policy'")
+    _, rows = store.query(path, sql, json.loads(params))
+    assert checked["traces"] == len(rows) == len(problems) and all(SLIP not in c for _, c in rows)
 
 
 def test_the_orm_task_trains_on_right_vs_wrong_answers_of_a_tree(sampled_store, tmp_path, tiny_policy_dir):

@@ -74,9 +74,19 @@ def test_the_policys_confidence_is_its_weakest_step_so_a_longer_path_never_score
     assert scorer.score(paths[1:2]) == pytest.approx(values[1:2])  # batching does not change a score
 
 
-def test_each_verifier_level_is_scored_by_its_own_model(ceiling, tiny_policy_dir):
+def test_each_verifier_level_is_scored_by_its_own_model(ceiling, tiny_policy_dir, problems):
     value = ByDepth()
-    assert ceiling.verifier_model(None, value, None) is value
-    assert ceiling.verifier_model(1.5, value, str(tiny_policy_dir)) is None  # synthetic: reads the gold path
+    prompts = [p.prompt for p in problems]
+    assert ceiling.verifier_model(None, value, None, prompts) is value
+    assert ceiling.verifier_model(1.5, value, str(tiny_policy_dir), prompts) is None  # synthetic: reads the gold
     for label in (ceiling._logprob_label(True), ceiling._logprob_label(str(tiny_policy_dir))):
-        assert isinstance(ceiling.verifier_model(label, value, str(tiny_policy_dir)), ceiling.LogProbScorer)
+        scorer = ceiling.verifier_model(label, value, str(tiny_policy_dir), prompts)
+        assert isinstance(scorer, ceiling.LogProbScorer)
+    p = problems[0]
+    right = p.prompt + solution_steps(p)[0]
+    slip = right.replace("=", "=1", 1)  # the first step's result, wrong
+    alone, over = (ceiling.verifier_model(level, value, str(tiny_policy_dir), prompts)
+                   for level in ceiling.CALCULATOR)
+    assert alone.score([right, slip]) == [0.0, -1.0]
+    confident = ceiling.LogProbScorer(str(tiny_policy_dir)).score([right])
+    assert over.score([slip, right]) == [-1.0, pytest.approx(confident[0])]
