@@ -33,6 +33,13 @@ def checked(steps: list[str], targets: list[float]) -> list[float]:
     return out
 
 
+def checked_row(row: dict) -> dict:
+    """A value-training row (`tasks.train.value_training_rows`) with its step targets `checked`."""
+    prompt, *path = row["segments"]
+    steps = [step for step, _ in path]
+    return {"segments": [prompt, *map(list, zip(steps, checked(steps, [t for _, t in path]), strict=True))]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"))
@@ -53,9 +60,7 @@ def main() -> None:
     from models.tiny import cached
     from models.training import train_value
     from problems import select_problems
-    from storage import store
-    from storage.datasets import value_paths_query
-    from tasks.train import _OF_RUN, held_out_sql
+    from tasks.train import value_training_rows
 
     run_id = f"testbed-seed{args.seed}"
     config = run_config(args.config, [], {"workdir": f"{args.workdir}/seed-{args.seed}", "seed": args.seed,
@@ -63,18 +68,16 @@ def main() -> None:
     store_path = str(config.paths["store"])
     if not Path(store_path).is_file():
         raise SystemExit(f"{store_path}: no trace store; run benchmarks/testbed.py --workdir {args.workdir} first")
-    sql = (f"SELECT p.prompt, v.steps, v.targets "
-           f"FROM ({value_paths_query(config.value_targets, config.value_td_lambda, hard=False)}) v "
-           f"JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) {_OF_RUN} AND NOT {held_out_sql()} "
-           "ORDER BY v.tree_id, v.leaf_id")
-    _, rows = store.query(store_path, sql, [run_id, 0, round(1000 * config.value_holdout)])
+    _, _, rows = value_training_rows(store_path, run_id, 0, config.value_targets, config.value_td_lambda,
+                                     config.value_holdout)
     if not rows:
         raise SystemExit(f"{store_path}: run {run_id} has no bootstrap rollouts (its value model came from the "
                          "cache); pick the seed whose run trained it")
-    cleaned = [checked(steps, targets) for _, steps, targets in rows]
-    flipped = sum(a != b for (_, _, t), c in zip(rows, cleaned, strict=True) for a, b in zip(t, c, strict=True))
-    print(f"{len(rows)} training paths, {sum(len(s) for _, s, _ in rows)} step targets, {flipped} set to -1 by "
-          "the calculator")
+    cleaned = [checked_row(row) for row in rows]
+    flipped = sum(a != b for row, clean in zip(rows, cleaned, strict=True)
+                  for (_, a), (_, b) in zip(row["segments"][1:], clean["segments"][1:], strict=True))
+    print(f"{len(rows)} training paths, {sum(len(r['segments']) - 1 for r in rows)} step targets, "
+          f"{flipped} set to -1 by the calculator")
 
     if (policy := cached(config.tiny, config.paths["cache"])) is None:
         raise SystemExit(f"no bootstrap policy for {args.config} in {config.paths['cache']}")
@@ -83,9 +86,7 @@ def main() -> None:
     out = Path(args.out or f"{args.workdir}/value-checked")
     for steps in args.steps or [config.value_training.max_steps]:
         settings = dataclasses.replace(config.value_training, max_steps=steps)
-        for name, targets in (("as the flow", [t for _, _, t in rows]), ("calculator-checked", cleaned)):
-            data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(path, values, strict=True))]}
-                    for (prompt, path, _), values in zip(rows, targets, strict=True)]
+        for name, data in (("as the flow", rows), ("calculator-checked", cleaned)):
             t0 = time.perf_counter()
             model = out / f"s{args.seed}-{steps}-{'checked' if name != 'as the flow' else 'flow'}"
             train_value(str(policy), data, model, settings)

@@ -108,6 +108,24 @@ _HELD_OUT = held_out_sql()
 METRICS_FILE = "treeflow_value_metrics.json"
 
 
+def _value_paths_of_run(targets: str, td_lambda: float, hard: bool) -> str:
+    return (f"FROM ({value_paths_query(targets, td_lambda, hard=hard)}) v "
+            f"JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) {_OF_RUN}")
+
+
+def value_training_rows(store_path: str, run_id: str, max_iteration: int, targets: str, td_lambda: float,
+                        holdout: float) -> tuple[str, list, list[dict]]:
+    """The value model's training rows from this run's trees up to `max_iteration`, the held-out trees left
+    out: the query, its parameters, and one `{"segments": [[prompt, None], [step, target], ...]}` per path."""
+    sql = (f"SELECT p.prompt, v.steps, v.targets {_value_paths_of_run(targets, td_lambda, False)} "
+           f"AND NOT {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id")
+    params = [run_id, max_iteration, round(1000 * holdout)]
+    _, rows = store.query(store_path, sql, params)
+    data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, values, strict=True))]}
+            for prompt, steps, values in rows]
+    return sql, params, data
+
+
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
                    settings: ValueSettings, targets: str = "monte_carlo", td_lambda: float = 0.9,
@@ -119,15 +137,8 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     (also written to `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
     """
     cut = round(1000 * holdout)
-    run_paths = lambda hard: (f"FROM ({value_paths_query(targets, td_lambda, hard=hard)}) v "  # noqa: E731
-                              f"JOIN trees t USING (tree_id) JOIN problems p USING (problem_id) {_OF_RUN}")
-    where = run_paths(False)
-    sql = (f"SELECT p.prompt, v.steps, v.targets {where} AND NOT {_HELD_OUT} "
-           "ORDER BY v.tree_id, v.leaf_id")
-    params = [run_id, max_iteration, cut]
-    _, rows = store.query(store_path, sql, params)
-    data = [{"segments": [[prompt, None], *([s, float(t)] for s, t in zip(steps, targets, strict=True))]}
-            for prompt, steps, targets in rows]
+    sql, params, data = value_training_rows(store_path, run_id, max_iteration, targets, td_lambda, holdout)
+    where = _value_paths_of_run(targets, td_lambda, False)
     key = _key(init_path, settings, data, holdout=cut)
     if (hit := resume.done(out_dir, key)) is not None:
         return hit
@@ -137,7 +148,8 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
     metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
     if cut > 0:
-        _, held = store.query(store_path, f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {run_paths(True)} "
+        _, held = store.query(store_path, "SELECT p.prompt, v.steps, v.targets, v.hard_targets "
+                                          f"{_value_paths_of_run(targets, td_lambda, True)} "
                                           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
         value = TransformersValue(out_dir, device=device, dtype=dtype)
         metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
