@@ -210,6 +210,10 @@ class FlywheelConfig(_Strict):
     value_holdout: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of trees held out of value "
                                                                  "training to measure its MSE and step AUC")
     value_training: ValueSettings = ValueSettings(epochs=1.0, max_steps=150)
+    value_model: Literal["head", "confidence"] = Field(
+        "head", description="head: a scalar head on the backbone, trained by `value_training`; confidence: the "
+                            "LM's per-step log-probabilities weighed by a logistic fit on the same targets "
+                            "(models/confidence.py; `value_training` unused)")
     orm: ORMSettings = ORMSettings()
     rest_em: RestEMSettings = RestEMSettings()
     generation: GenerationSettings = GenerationSettings()

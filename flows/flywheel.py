@@ -71,7 +71,8 @@ def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
     key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
                                      config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
-                                     config.seed, held_out_sql()],  # the split too: another split, another model
+                                     config.seed, held_out_sql(),  # the split too: another split, another model
+                                     *([config.value_model] if config.value_model != "head" else [])],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     return config.paths["cache"] / f"value-{key}"
 
@@ -301,7 +302,9 @@ def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator
         "model": "value", "trace_snapshot": f"{snapshot}/value", "view": value_view(config.value_targets),
         "target_method": config.value_targets, "td_lambda": config.value_td_lambda,
         "holdout": config.value_holdout, "init": value_init, "output": fit["path"],
-        **{f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}},
+        "value_model": config.value_model,
+        **({f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}
+           if config.value_model == "head" else {f"value.{k}": v for k, v in fit["settings"].items()})},
         {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"],
          "heldout_mse": fit["heldout_mse"], "heldout_auc": fit["heldout_auc"],
          "heldout_sibling_auc": fit.get("heldout_sibling_auc"),

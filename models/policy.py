@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,4 +35,9 @@ class ValueModel(Protocol):
 
     def score(self, states: list[str]) -> list[float]:
         """One value per state."""
+        ...
+
+    def scorer(self, prompts: list[str]) -> Callable[[list[str]], list[float]]:
+        """`score` for states that start with one of `prompts` (a model that reads the steps alone needs to
+        know where the prompt ends)."""
         ...

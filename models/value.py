@@ -6,10 +6,23 @@ LM with such a head class works, and `from_pretrained` restores it exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from models.errors import resolve_device, resolve_dtype, resolve_model, window
 from models.training import LOGIT_HEAD
+
+
+def load_value(path: str, *, device: str = "cpu", dtype: str = "auto"):
+    """The value model saved at `path` (a directory, hub id or models:/ URI): a `confidence` value model
+    (`models.confidence`) or a scalar head on a backbone (`TransformersValue`)."""
+    from models.confidence import ConfidenceValue, is_confidence_value
+
+    resolved = resolve_model(path)
+    if is_confidence_value(resolved):
+        return ConfidenceValue(resolved, device=device, dtype=dtype)
+    return TransformersValue(resolved, device=device, dtype=dtype)
 
 
 class TransformersValue:
@@ -48,6 +61,10 @@ class TransformersValue:
             values.extend(self._score_shared(chunk) if self.reuse_prefix_cache else self._score_whole(chunk))
         self.calls += 1
         return values
+
+    def scorer(self, prompts) -> Callable[[list[str]], list[float]]:
+        """`score`: the head reads whole states and needs no prompts (the `confidence` model does)."""
+        return self.score
 
     def _score_whole(self, states: list[str]) -> list[float]:
         enc = self.tokenizer(states, add_special_tokens=False, padding=True, truncation=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 ANSWER_PREFIX = "The answer is "
 _ANSWER_RE = re.compile(r"The answer is\s*(.+?)\s*$")
@@ -11,6 +12,24 @@ _ANSWER_RE = re.compile(r"The answer is\s*(.+?)\s*$")
 def question_prompt(question: str) -> str:
     """The prompt of a word problem (GSM8K, MATH): the question, then the steps that answer it."""
     return f"Question: {question.strip()}\nAnswer:\n"
+
+
+def prompt_splitter(prompts: Iterable[str]) -> Callable[[str], str]:
+    """A function from a state to its steps: the text after the longest of `prompts` the state starts with
+    (the whole state when none). Every built-in task's prompt ends its line, so the state's line prefixes are
+    looked up, longest first; the prompts are scanned only for one that does not (a scan per state costs as
+    many prompts as a shard holds)."""
+    known = set(prompts)
+    ordered = sorted(known, key=len, reverse=True)
+
+    def steps_of(state: str) -> str:
+        end = len(state)
+        while (end := state.rfind("\n", 0, end)) >= 0:
+            if state[:end + 1] in known:
+                return state[end + 1:]
+        return next((state[len(p):] for p in ordered if state.startswith(p)), state)
+
+    return steps_of
 
 
 def final_step(answer: str) -> str:

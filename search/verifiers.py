@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from problems.steps import equations_hold
+from problems.steps import equations_hold, prompt_splitter
 from search.types import Evaluate
 
 
@@ -16,17 +16,7 @@ def calculator_guard(evaluate: Evaluate | None, prompts: Iterable[str], floor: f
     then guided by the calculator and the policy's priors alone. A slip of computation is the mistake a policy
     makes with confidence, so its own value model, which knows what it knows, does not catch it; the calculator
     does, since checking a step is easier than taking it."""
-    known = set(prompts)
-    ordered = sorted(known, key=len, reverse=True)
-
-    def steps_of(state: str) -> str:
-        # every built-in task's prompt ends its line: look the state's line prefixes up, longest first, and scan
-        # the prompts only for one that does not (a scan per state costs as many prompts as the shard holds)
-        end = len(state)
-        while (end := state.rfind("\n", 0, end)) >= 0:
-            if state[:end + 1] in known:
-                return state[end + 1:]
-        return next((state[len(p):] for p in ordered if state.startswith(p)), state)
+    steps_of = prompt_splitter(prompts)
 
     def guarded(states: list[str]) -> list[float]:
         ok = [equations_hold(steps_of(s)) for s in states]

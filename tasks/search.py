@@ -64,7 +64,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     import torch
 
     from models.hf_policy import TransformersPolicy
-    from models.value import TransformersValue
+    from models.value import load_value
 
     torch.manual_seed(seed)
     if torch_threads is not None:  # a worker thread's own share of the cores (it applies to this thread)
@@ -82,7 +82,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                                                         max_step_tokens=max_step_tokens,
                                                         max_batch_rows=max_batch_rows)
         guided = value_path and method not in UNGUIDED
-        value = TransformersValue(value_path, device=device, dtype=dtype) if guided else None
+        value = load_value(value_path, device=device, dtype=dtype) if guided else None
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)
@@ -90,7 +90,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     nothing = {**dict.fromkeys(_costs(policy, value), 0), "wall_seconds": 0.0}
     costs = {b: nothing for b in budgets}
     trees, nodes = [], []
-    evaluate = value.score if value else None
+    evaluate = value.scorer([p.prompt for p in problems]) if value else None
     if calculator and method not in UNGUIDED:
         evaluate = calculator_guard(evaluate, [p.prompt for p in problems])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
+from models.confidence import fit_confidence_value
 from models.metrics import heldout_value_metrics
 from models.tiny import TinyRecipe, demonstrations
 from models.training import (
@@ -20,7 +21,7 @@ from models.training import (
     train_policy,
     train_value,
 )
-from models.value import TransformersValue
+from models.value import load_value
 from storage import store
 from storage.datasets import value_paths_query, value_view
 from tasks import resume
@@ -129,9 +130,11 @@ def value_training_rows(store_path: str, run_id: str, max_iteration: int, target
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
                    settings: ValueSettings, targets: str = "monte_carlo", td_lambda: float = 0.9,
-                   holdout: float = 0.1, device: str = "cpu", dtype: str = "auto") -> dict:
+                   holdout: float = 0.1, device: str = "cpu", dtype: str = "auto", model: str = "head") -> dict:
     """Train the value model on the step targets of this run's trees so far (`targets`: a method of
-    `storage.datasets.VALUE_TARGETS`), holding out a `holdout` fraction of trees to measure it on.
+    `storage.datasets.VALUE_TARGETS`), holding out a `holdout` fraction of trees to measure it on. `model`:
+    "head" trains a scalar head on the backbone (`settings`); "confidence" fits `models.confidence`'s weights
+    over the LM's step log-probabilities (`settings` unused).
 
     Returns the model path, the loss history and the held-out MSE and step AUC, scored on `device` in `dtype`
     (also written to `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
@@ -139,11 +142,16 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     cut = round(1000 * holdout)
     sql, params, data = value_training_rows(store_path, run_id, max_iteration, targets, td_lambda, holdout)
     where = _value_paths_of_run(targets, td_lambda, False)
-    key = _key(init_path, settings, data, holdout=cut)
+    key = _key(init_path, settings, data, holdout=cut, **({"model": model} if model != "head" else {}))
     if (hit := resume.done(out_dir, key)) is not None:
         return hit
-    with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
-        history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
+    if model == "confidence":
+        with bar(f"value it{max_iteration} ({len(data)} paths, confidence)", len(data)) as update:
+            history = fit_confidence_value(init_path, data, out_dir, device=device,
+                                           progress=lambda done, _: update(done))
+    else:
+        with bar(f"value it{max_iteration} ({len(data)} paths)", planned_steps(settings, len(data))) as update:
+            history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
     metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
@@ -151,9 +159,9 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
         _, held = store.query(store_path, "SELECT p.prompt, v.steps, v.targets, v.hard_targets "
                                           f"{_value_paths_of_run(targets, td_lambda, True)} "
                                           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
-        value = TransformersValue(out_dir, device=device, dtype=dtype)
-        metrics = heldout_value_metrics(value.score, [{"prompt": p, "steps": s, "targets": t, "hard": h}
-                                                      for p, s, t, h in held])
+        value = load_value(out_dir, device=device, dtype=dtype)
+        rows = [{"prompt": p, "steps": s, "targets": t, "hard": h} for p, s, t, h in held]
+        metrics = heldout_value_metrics(value.scorer({row["prompt"] for row in rows}), rows)
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))
     return resume.finish(out_dir, key, {"path": out_dir, "targets": len(data), **metrics, **history})
 

@@ -373,3 +373,29 @@ def test_the_tree_viewer_renders_what_the_store_holds(flywheel_run, tmp_path, ca
     assert rendered.path_items == [n for n in chosen if n != 0]
     assert main(["view", "t1", "no-such-problem", "--store", str(path)]) == 2
     assert "run 't1' has no tree for problem 'no-such-problem'" in capsys.readouterr().err
+
+
+def test_the_confidence_value_model_trains_guides_search_and_is_measured(prefect_harness, tmp_path, tiny_recipe,
+                                                                         tiny_policy_dir):
+    """`value_model: confidence`: every value model of the run is the LM with its fitted weights, MCTS-alpha
+    scores states with it, and its held-out figures are recorded as the head's are."""
+    from flows.flywheel import flywheel
+    from models.confidence import CONFIDENCE_FILE
+
+    config = FlywheelConfig(
+        workdir=str(tmp_path), cache_dir=str(tiny_policy_dir.parent.parent), run_id="c1", iterations=1,
+        batch_size=4, tiny=tiny_recipe, task=TaskSettings(train_per_iteration=4, test_size=4),
+        value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
+        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
+        sft=SFTSettings(max_steps=1, batch_size=8), mix_demos=4, value_targets="math_shepherd_hard",
+        value_holdout=0.3, value_model="confidence")
+    result = flywheel(config)
+    models = config.paths["models"] / "c1"
+    assert (models / "value-it1" / CONFIDENCE_FILE).is_file()
+    first = json.loads((models / "value-it1" / CONFIDENCE_FILE).read_text())
+    assert first["states"] > 0 and len(first["weights"]) == 5
+    mcts = [r for r in result["evaluations"] if r["method"] == "mcts_alpha"]
+    assert {r["iteration"] for r in mcts} == {0, 1} and all(r["value_tokens_per_problem"] > 0 for r in mcts)
+    heldout = result["iterations"][1]["value_heldout_auc"]
+    metrics = json.loads((models / "value-it1" / "treeflow_value_metrics.json").read_text())
+    assert metrics["heldout_states"] > 0 and heldout == metrics["heldout_auc"]

@@ -87,3 +87,17 @@ def test_a_version_is_logged_as_code_and_loads_in_mlflow_without_unpickling(mlfl
     model = mlflow.pyfunc.load_model("models:/treeflow-policy@candidate")
     with pytest.raises(NotImplementedError, match="resolve_model"):
         model.predict(["Q: 3+4\n"])
+
+
+def test_a_registered_confidence_value_loads_by_alias_and_scores_the_same(mlflow_store, tiny_policy_dir, tmp_path):
+    from models.confidence import ConfidenceValue, fit_confidence_value
+    from models.value import load_value
+
+    rows = [{"segments": [[f"Q: {a} +2\n", None], [f"{a}+2={a + 2}\n", 1.0 if a % 3 else -1.0]]}
+            for a in range(20)]
+    fit_confidence_value(tiny_policy_dir, rows, tmp_path / "v")
+    registry.register(str(tmp_path / "v"), registry.VALUE, {}, mlflow_store)
+    loaded = load_value("models:/treeflow-value@candidate")
+    states = ["Q: 40 +2\n40+2=42\n", "Q: 41 +2\n41+2=44\n"]
+    assert isinstance(loaded, ConfidenceValue)
+    assert loaded.score(states) == ConfidenceValue(str(tmp_path / "v")).score(states)

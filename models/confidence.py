@@ -1,0 +1,197 @@
+"""A value model that reads a language model's confidence in each step: the `confidence` value model.
+
+A scalar head on the policy's backbone, trained by MSE on rollout targets, learns how hard a problem is and
+not whether the step just taken is right (docs/testbed.md, sessions 6-7): on the testbed it ranks held-out
+steps at AUC 0.72. The language model itself knows more: every token of every step was a training target,
+and the log-probability it gives a step it did not expect is low. This value model keeps the causal LM whole
+and learns, from the same step targets, how to weigh a handful of features of its per-token log-probabilities
+(`FEATURES`) into a value: a logistic regression, fitted by L-BFGS on the targets mapped to [0, 1], read as
+2 * sigmoid - 1 on [-1, 1] like every other value model here.
+
+The directory it is saved to is the causal LM's own (AutoModelForCausalLM loads it) plus `CONFIDENCE_FILE`,
+the weights. The flywheel refits it from the previous one each iteration: the LM stays the one it started
+from (the first policy, as the head's backbone does), the weights are refitted on all the trees so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from models.errors import resolve_device, resolve_dtype, resolve_model, window
+
+CONFIDENCE_FILE = "treeflow_confidence.json"
+#: per state, over its steps (the lines after the prompt), each step's tokens' log-probabilities under the LM
+FEATURES = ("weakest step's mean token log-prob", "last step's mean token log-prob",
+            "sum of the steps' mean token log-probs", "least likely token's log-prob", "steps")
+
+
+def is_confidence_value(path: str | Path) -> bool:
+    return (Path(path) / CONFIDENCE_FILE).is_file()
+
+
+def state_features(step_logprobs: list[list[float]]) -> list[float]:
+    """`FEATURES` of a state from its steps' token log-probabilities (a state with no step scores 0s)."""
+    means = [sum(t) / len(t) for t in step_logprobs if t] or [0.0]
+    lows = [min(t) for t in step_logprobs if t] or [0.0]
+    return [min(means), means[-1], sum(means), min(lows), float(len(step_logprobs))]
+
+
+class _LogProbs:
+    """The causal LM's log-probability of every token of a (prompt, steps) path, per step, one forward pass
+    per path: a state's features are those of the path's first steps."""
+
+    def __init__(self, path: str, device: str, dtype: str, batch_size: int, max_length: int) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
+        self.model = self.model.to(device).eval()
+        self.batch_size, self.max_length = batch_size, window(self.model.config, max_length)
+        self.scored_tokens = 0
+
+    def paths(self, paths: list[tuple[str, list[str]]]) -> list[list[list[float]]]:
+        """Per path, per step, its tokens' log-probs given everything before them. Prompt and steps are
+        tokenized one by one (as value training tokenizes them); a path longer than the window keeps its last
+        `max_length` tokens, and a step cut off there scores from what is left of it."""
+        import torch
+
+        out: list[list[list[float]]] = []
+        for start in range(0, len(paths), self.batch_size):
+            chunk = paths[start:start + self.batch_size]
+            encoded, spans = [], []
+            for prompt, steps in chunk:
+                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                bounds = []
+                for step in steps:
+                    piece = self.tokenizer(step, add_special_tokens=False)["input_ids"]
+                    bounds.append((len(ids), len(ids) + len(piece)))
+                    ids += piece
+                cut = max(0, len(ids) - self.max_length)
+                encoded.append(ids[cut:])
+                spans.append([(max(a - cut, 1), b - cut) for a, b in bounds])  # token 0 has no context
+            width = max(map(len, encoded))
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            batch = torch.tensor([x + [pad] * (width - len(x)) for x in encoded], device=self.model.device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in encoded], device=self.model.device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=batch, attention_mask=mask).logits.float()
+                token = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch[:, 1:, None])[..., 0].cpu()
+            self.scored_tokens += int(mask.sum())
+            for row, bounds in zip(token.tolist(), spans, strict=True):
+                out.append([row[a - 1:b - 1] if b > a else [] for a, b in bounds])
+        return out
+
+
+class ConfidenceValue:
+    """A `confidence` value model directory as a `ValueModel`; counts the tokens it scores.
+
+    `score(states)` needs to know where each state's prompt ends: `scorer(prompts)` gives a scorer that looks
+    each state's prompt up among `prompts` (as the calculator's check does); a state whose prompt is not
+    among them is read as its first line, then the steps.
+    """
+
+    def __init__(self, path: str, *, batch_size: int = 64, max_length: int = 256, device: str = "cpu",
+                 dtype: str = "auto") -> None:
+        path, device = resolve_model(path), resolve_device(device)
+        spec = json.loads((Path(path) / CONFIDENCE_FILE).read_text())
+        if spec.get("features") != list(FEATURES):
+            raise ValueError(f"{Path(path) / CONFIDENCE_FILE}: features {spec.get('features')} are not the ones "
+                             f"this treeflow computes ({list(FEATURES)}); refit the value model")
+        self.mean, self.scale = spec["mean"], spec["scale"]
+        self.weights, self.bias = spec["weights"], spec["bias"]
+        self.lm = _LogProbs(path, device, dtype, batch_size, max_length)
+        self.calls = 0
+
+    @property
+    def scored_tokens(self) -> int:
+        return self.lm.scored_tokens
+
+    def scorer(self, prompts: Iterable[str]) -> Callable[[list[str]], list[float]]:
+        from problems.steps import prompt_splitter
+
+        steps_of = prompt_splitter(prompts)
+
+        def score(states: list[str]) -> list[float]:
+            paths = []
+            for state in states:
+                steps = steps_of(state)
+                if steps == state:  # no known prompt: the first line is the prompt
+                    steps = state[state.find("\n") + 1:] if "\n" in state else ""
+                paths.append((state[:len(state) - len(steps)], steps.splitlines(keepends=True)))
+            self.calls += 1
+            return [self.value(state_features(p)) for p in self.lm.paths(paths)] if paths else []
+
+        return score
+
+    def score(self, states: list[str]) -> list[float]:
+        return self.scorer(())(states)
+
+    def value(self, features: list[float]) -> float:
+        z = self.bias + sum(w * (f - m) / s for w, f, m, s in
+                            zip(self.weights, features, self.mean, self.scale, strict=True))
+        return 2 / (1 + math.exp(-max(-60.0, min(60.0, z)))) - 1
+
+
+def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path, *, l2: float = 1e-3,
+                         batch_size: int = 64, max_length: int = 256, device: str = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> dict:
+    """Fit the weights on value-training rows (`{"segments": [[prompt, None], [step, target], ...]}`, the
+    targets on [-1, 1]) and save the LM of `init` (a causal LM, or a `confidence` value model directory)
+    with them to `out_dir`, atomically. Returns the history in `models.training.train_value`'s shape (the
+    loss is the fit's binary cross-entropy against the targets mapped to [0, 1])."""
+    import torch
+    from transformers import AutoTokenizer
+
+    if not rows:
+        raise ValueError("no value targets: nothing to fit the confidence value model on")
+    path = resolve_model(init)
+    lm = _LogProbs(path, resolve_device(device), "float32", batch_size, max_length)
+    paths = [(row["segments"][0][0], [step for step, _ in row["segments"][1:]]) for row in rows]
+    features: dict[str, tuple[list[float], float]] = {}
+    done = 0
+    for start in range(0, len(paths), 1024):
+        chunk = paths[start:start + 1024]
+        for row, logps in zip(rows[start:start + 1024], lm.paths(chunk), strict=True):
+            text = row["segments"][0][0]
+            for depth, (step, target) in enumerate(row["segments"][1:]):
+                text += step
+                if target is not None:
+                    features.setdefault(text, (state_features(logps[:depth + 1]), float(target)))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(paths))
+    x = torch.tensor([f for f, _ in features.values()], dtype=torch.float64)
+    y = (torch.tensor([t for _, t in features.values()], dtype=torch.float64).clamp(-1, 1) + 1) / 2
+    mean, scale = x.mean(0), x.std(0).nan_to_num(0.0).clamp(min=1e-6)
+    xn = (x - mean) / scale
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    losses: list[float] = []
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xn @ w + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        losses.append(float(loss.detach()))
+        return loss
+
+    optimizer.step(closure)
+    spec = {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(),
+            "bias": float(b.detach()), "states": len(features), "l2": l2}
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    lm.model.save_pretrained(str(tmp))
+    AutoTokenizer.from_pretrained(path).save_pretrained(str(tmp))
+    (tmp / CONFIDENCE_FILE).write_text(json.dumps(spec, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return {"train_loss": losses[-1], "steps": len(losses), "losses": list(enumerate(losses, 1)),
+            "settings": {"model": "confidence", "l2": l2, "states": len(features)}}
