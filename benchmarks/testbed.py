@@ -81,7 +81,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"seeds": args.seeds, "per_seed": per_seed, "minutes": minutes},
                                               indent=2))
-    _report(per_seed, config, minutes, args.retest)
+    _report(per_seed, config, minutes, args.retest, timed=not args.analyze_only and not args.retest)
     print(f"picture: {_plot(per_seed, config, args.plot or f'{args.workdir}/testbed.png', args.retest)}")
 
 
@@ -207,7 +207,7 @@ def _greedy_accuracy(config, problems, policy_path: str) -> float:
 def _held_out_auc(store_path: str, run_id: str, problems: dict, value_path: str) -> float | None:
     """AUC of the value model on every prefix of iteration 0's Self-Consistency test trees."""
     from models.metrics import roc_auc
-    from models.value import TransformersValue
+    from models.value import load_value
     from problems.arithmetic import on_track
     from storage import store
 
@@ -221,7 +221,7 @@ def _held_out_auc(store_path: str, run_id: str, problems: dict, value_path: str)
     for state, problem_id in rows:
         problem = problems[problem_id]
         labels.append(on_track(problem, state[len(problem.prompt):].splitlines(keepends=True)))
-    scores = TransformersValue(value_path).score([state for state, _ in rows])
+    scores = load_value(value_path).scorer([p.prompt for p in problems.values()])([state for state, _ in rows])
     return roc_auc(scores, labels)
 
 
@@ -231,7 +231,15 @@ def _stats(values: list[float]) -> tuple[float, float, float, float]:
     return mean, sd, min(values), max(values)
 
 
-def _report(per_seed: list[dict], config, minutes: float, retest: int | None = None) -> None:
+#: two means closer than this are level: the mean of 0.225, 0.22 and 0.26 is 0.23500000000000001, not a rise
+#: over 0.235 (the smallest real difference, one problem in 2,000 over 3 seeds, is 1.7e-4)
+TIE = 1e-9
+#: the testbed issue's time limit for the whole benchmark on the 2-core CPU, the bootstrap cached
+MINUTES = 30
+
+
+def _report(per_seed: list[dict], config, minutes: float, retest: int | None = None, timed: bool = False) -> None:
+    """The table, the checks and the wall time; `timed` (a full run, no retest) also checks the time limit."""
     from rich.console import Console
     from rich.table import Table
 
@@ -270,6 +278,9 @@ def _report(per_seed: list[dict], config, minutes: float, retest: int | None = N
         console.print(f"the retest's first {config.task.test_size} problems reproduce the {config.task.test_size}"
                       f"-problem figure of {sum(s['retest/reproduced'] for s in per_seed)} of {policies} policies")
     console.print(f"total {minutes:.1f} min on this machine")
+    if timed:
+        console.print(f"{'pass' if minutes < MINUTES else 'FAIL'}  the whole benchmark in under {MINUTES} min (a "
+                      "bootstrap trained in this run counts too)")
 
 
 def _plot(per_seed: list[dict], config, path: str, retest: int | None = None) -> str:
@@ -340,7 +351,7 @@ def _checks(stats: dict, config, retest: int | None = None) -> list[str]:
         control = f"control{config.iterations}/greedy/{figure}"
         checks += [
             (f"greedy rises every iteration (mean over seeds){where}",
-             all(b > a for a, b in zip(means, means[1:], strict=False)) if len(curve) > 1 else None),
+             all(b - a > TIE for a, b in zip(means, means[1:], strict=False)) if len(curve) > 1 else None),
             (f"total gain larger than the spread{where}",
              means[-1] - means[0] > max(sd(curve[-1]), sd(curve[0])) if len(curve) > 1 else None),
             (f"final greedy above the demos-only control by more than the spread{where}",
