@@ -150,7 +150,7 @@ def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path
     if not rows:
         raise ValueError("no value targets: nothing to fit the confidence value model on")
     path = resolve_model(init)
-    lm = _LogProbs(path, resolve_device(device), "float32", batch_size, max_length)
+    lm = _LogProbs(path, resolve_device(device), "auto", batch_size, max_length)  # saved in the dtype it runs in
     paths = [(row["segments"][0][0], [step for step, _ in row["segments"][1:]]) for row in rows]
     features: dict[str, tuple[list[float], float]] = {}
     done = 0
