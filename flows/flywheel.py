@@ -302,9 +302,7 @@ def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator
         "model": "value", "trace_snapshot": f"{snapshot}/value", "view": value_view(config.value_targets),
         "target_method": config.value_targets, "td_lambda": config.value_td_lambda,
         "holdout": config.value_holdout, "init": value_init, "output": fit["path"],
-        "value_model": config.value_model,
-        **({f"value.{k}": v for k, v in dataclasses.asdict(config.value_training).items()}
-           if config.value_model == "head" else {f"value.{k}": v for k, v in fit["settings"].items()})},
+        "value_model": config.value_model, **{f"value.{k}": v for k, v in fit["settings"].items()}},
         {"train_loss": fit["train_loss"], "rows": fit["targets"], "steps": fit["steps"],
          "heldout_mse": fit["heldout_mse"], "heldout_auc": fit["heldout_auc"],
          "heldout_sibling_auc": fit.get("heldout_sibling_auc"),

@@ -15,10 +15,9 @@ from (the first policy, as the head's backbone does), the weights are refitted o
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -53,6 +52,9 @@ class _LogProbs:
         self.model = self.model.to(device).eval()
         self.batch_size, self.max_length = batch_size, window(self.model.config, max_length)
         self.scored_tokens = 0
+        # a search scores the same prompt and steps again and again: each text is tokenized once
+        self._ids = functools.lru_cache(maxsize=1 << 16)(
+            lambda text: tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
 
     def paths(self, paths: list[tuple[str, list[str]]]) -> list[list[list[float]]]:
         """Per path, per step, its tokens' log-probs given everything before them. Prompt and steps are
@@ -65,10 +67,10 @@ class _LogProbs:
             chunk = paths[start:start + self.batch_size]
             encoded, spans = [], []
             for prompt, steps in chunk:
-                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                ids = list(self._ids(prompt))
                 bounds = []
                 for step in steps:
-                    piece = self.tokenizer(step, add_special_tokens=False)["input_ids"]
+                    piece = self._ids(step)
                     bounds.append((len(ids), len(ids) + len(piece)))
                     ids += piece
                 cut = max(0, len(ids) - self.max_length)
@@ -145,7 +147,8 @@ def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path
     with them to `out_dir`, atomically. Returns the history in `models.training.train_value`'s shape (the
     loss is the fit's binary cross-entropy against the targets mapped to [0, 1])."""
     import torch
-    from transformers import AutoTokenizer
+
+    from models.training import atomic_dir
 
     if not rows:
         raise ValueError("no value targets: nothing to fit the confidence value model on")
@@ -184,14 +187,12 @@ def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path
     optimizer.step(closure)
     spec = {"features": list(FEATURES), "mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(),
             "bias": float(b.detach()), "states": len(features), "l2": l2}
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    lm.model.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(path).save_pretrained(str(tmp))
-    (tmp / CONFIDENCE_FILE).write_text(json.dumps(spec, indent=1))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+
+    def write(tmp: Path) -> None:
+        lm.model.save_pretrained(str(tmp))
+        lm.tokenizer.save_pretrained(str(tmp))
+        (tmp / CONFIDENCE_FILE).write_text(json.dumps(spec, indent=1))
+
+    atomic_dir(out_dir, write)
     return {"train_loss": losses[-1], "steps": len(losses), "losses": list(enumerate(losses, 1)),
             "settings": {"model": "confidence", "l2": l2, "states": len(features)}}

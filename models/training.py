@@ -113,16 +113,25 @@ def _quiet(trainer):
     return trainer
 
 
-def _atomic_save(trainer, tokenizer, out_dir: Path) -> Path:
+def atomic_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Fill `out_dir` with `write(scratch)`, a fresh sibling directory renamed into place once it is whole: a crash
+    leaves the old directory or none, never a half-written one."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    write(tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def _atomic_save(trainer, tokenizer, out_dir: Path) -> Path:
+    def write(tmp: Path) -> None:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+    return atomic_dir(out_dir, write)
 
 
 def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Path, settings: SFTSettings,

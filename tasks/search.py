@@ -90,9 +90,10 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     nothing = {**dict.fromkeys(_costs(policy, value), 0), "wall_seconds": 0.0}
     costs = {b: nothing for b in budgets}
     trees, nodes = [], []
-    evaluate = value.scorer([p.prompt for p in problems]) if value else None
+    prompts = [p.prompt for p in problems]
+    evaluate = value.scorer(prompts) if value else None
     if calculator and method not in UNGUIDED:
-        evaluate = calculator_guard(evaluate, [p.prompt for p in problems])
+        evaluate = calculator_guard(evaluate, prompts)
 
     def measured(work, *args, **kwargs):
         """Call `work`; return its result and what it cost (counters and wall seconds)."""
