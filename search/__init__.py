@@ -34,6 +34,7 @@ UNGUIDED = {"greedy", "self_consistency"}
 
 #: sampling methods as functions of a sample pool: fn(prompts, pool, config, *, evaluate, canonical)
 POOLED = {
+    "greedy": vote_pool,  # a pool of one path at temperature 0 (its method config says so)
     "self_consistency": vote_pool,
     "best_of_n_orm": best_of_n_pool,
     "best_of_n_prm": best_of_n_pool,

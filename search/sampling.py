@@ -14,7 +14,7 @@ from models.policy import Candidate
 from problems.steps import is_final
 from search.aggregate import choose
 from search.tree import SearchResult, Tree
-from search.types import Canonical, Evaluate, Propose
+from search.types import Canonical, Complete, Evaluate, Propose
 
 
 @dataclass(frozen=True)
@@ -28,27 +28,27 @@ class SamplingConfig:
 
 
 def sample_paths(prompts: list[str], *, propose: Propose, n: int, temperature: float | None,
-                 max_depth: int) -> list[list[list[Candidate]]]:
-    """n complete step sequences per prompt (a sequence ends at a final step or `max_depth`)."""
-    paths: list[list[list[Candidate]]] = [[[] for _ in range(n)] for _ in prompts]
-    first = propose(prompts, n, temperature=temperature)
-    active = []
-    for i, cands in enumerate(first):
-        for j, c in enumerate(cands):
-            paths[i][j].append(c)
-            active.append((i, j))
-    for _ in range(max_depth - 1):
-        active = [(i, j) for i, j in active if _continues(paths[i][j][-1])]
+                 max_depth: int, complete: Complete | None = None) -> list[list[list[Candidate]]]:
+    """n complete step sequences per prompt (a sequence ends at a final step or `max_depth`). With
+    `complete` (a policy's `propose_paths`), the policy decodes the paths as far as it can in one go and
+    the ones it leaves unfinished go on a step at a time."""
+    if complete is not None:
+        paths = complete(prompts, n, temperature=temperature, max_depth=max_depth, ends=_ends)
+    else:
+        paths = [[[c] for c in cands] for cands in propose(prompts, n, temperature=temperature)]
+    active = [(i, j) for i, group in enumerate(paths) for j in range(len(group))]
+    while True:
+        active = [(i, j) for i, j in active if len(paths[i][j]) < max_depth and not _ends(paths[i][j][-1].text)]
         if not active:
-            break
+            return paths
         states = [prompts[i] + "".join(c.text for c in paths[i][j]) for i, j in active]
         for (i, j), cands in zip(active, propose(states, 1, temperature=temperature), strict=True):
             paths[i][j].append(cands[0])
-    return paths
 
 
-def _continues(c: Candidate) -> bool:
-    return bool(c.text.strip()) and not is_final(c.text)
+def _ends(step: str) -> bool:
+    """Whether a path ends at this step: an empty step or a final answer."""
+    return not step.strip() or is_final(step)
 
 
 def within_budget(samples: list[list[Candidate]], budget: int | None) -> list[list[Candidate]]:
@@ -96,15 +96,16 @@ def vote_pool(prompts: list[str], pool: list[list[list[Candidate]]], config: Sam
 
 
 def self_consistency(prompts: list[str], config: SamplingConfig, *, propose: Propose,
-                     evaluate: Evaluate | None = None, canonical: Canonical = str.strip) -> list[SearchResult]:
-    """Majority vote over the final answers of independent samples."""
+                     evaluate: Evaluate | None = None, canonical: Canonical = str.strip,
+                     complete: Complete | None = None) -> list[SearchResult]:
+    """Majority vote over the final answers of independent samples (`complete`: see `sample_paths`)."""
     pool = sample_paths(prompts, propose=propose, n=config.n, temperature=config.temperature,
-                        max_depth=config.max_depth)
+                        max_depth=config.max_depth, complete=complete)
     return vote_pool(prompts, pool, config, canonical=canonical)
 
 
 def greedy(prompts: list[str], config: SamplingConfig, *, propose: Propose, evaluate: Evaluate | None = None,
-           canonical: Canonical = str.strip) -> list[SearchResult]:
+           canonical: Canonical = str.strip, complete: Complete | None = None) -> list[SearchResult]:
     """Chain-of-thought greedy decoding: one sample at temperature 0."""
     cfg = SamplingConfig(n=1, temperature=0.0, max_depth=config.max_depth)
-    return self_consistency(prompts, cfg, propose=propose, canonical=canonical)
+    return self_consistency(prompts, cfg, propose=propose, canonical=canonical, complete=complete)

@@ -124,7 +124,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                 reseed(i, "pool")
                 pool, pool_cost = measured(sample_paths, prompts, propose=policy.propose_steps, n=method_config.n,
                                            temperature=method_config.temperature,
-                                           max_depth=method_config.max_depth)
+                                           max_depth=method_config.max_depth,
+                                           complete=getattr(policy, "propose_paths", None))
             for b in budgets:
                 config = replace(method_config, token_budget=b) if hasattr(method_config, "token_budget") \
                     else method_config

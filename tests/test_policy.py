@@ -158,3 +158,54 @@ def test_the_kv_reuse_benchmark_prints_its_table(tiny_policy_dir):
     assert [r[1] for r in rows if r and r[0] == "2"] == ["reuse", "recompute", "speed-up"]
     reuse, recompute = (int(r[3]) for r in rows if r and r[0] == "2" and r[1] in ("reuse", "recompute"))
     assert recompute == 2 * reuse  # prefill tokens: each prefix once against once per child
+
+
+@pytest.mark.parametrize("positions", [None, 40])
+def test_whole_paths_decoded_in_one_go_are_the_paths_decoded_step_by_step(tiny_policy_dir, positions, monkeypatch):
+    from search import sampling
+
+    # the barely trained model writes no newlines: its steps end at max_step_tokens, which would end its
+    # paths (`is_final`); here only an empty step does, so paths run several steps deep
+    monkeypatch.setattr(sampling, "_ends", lambda step: not step.strip())
+    out = {}
+    for mode in ("steps", "paths"):
+        policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), max_step_tokens=6)
+        if positions:  # paths outgrow the model: they stop where step-by-step states start being truncated
+            policy.max_positions = positions
+        paths = sampling.sample_paths(PROMPTS, propose=policy.propose_steps, n=2, temperature=0.0, max_depth=5,
+                                      complete=policy.propose_paths if mode == "paths" else None)
+        out[mode] = ([[[(c.text, c.tokens) for c in p] for p in group] for group in paths],
+                     [c.logprob for group in paths for p in group for c in p], policy.stats)
+    steps, paths = out["steps"], out["paths"]
+    assert paths[0] == steps[0] and paths[1] == pytest.approx(steps[1], abs=1e-4)
+    assert {len(p) for group in steps[0] for p in group} == {5}
+    assert paths[2].generated_tokens == steps[2].generated_tokens
+    assert paths[2].prefill_tokens < steps[2].prefill_tokens / 2  # what one go saves: the states' prefills
+    if positions:
+        assert paths[2].calls > 1  # some paths ran out of positions and went on a step at a time
+    else:
+        assert paths[2].calls == 1
+
+
+def test_sampled_whole_paths_end_where_a_path_ends(tiny_policy_dir):
+    from problems.steps import is_final
+
+    policy = TransformersPolicy.from_pretrained(str(tiny_policy_dir), max_step_tokens=8, seed=5)
+    seen = []
+
+    def ends(text):
+        seen.append(text)
+        return is_final(text) or not text.strip()
+
+    paths = policy.propose_paths(PROMPTS, 3, temperature=1.0, max_depth=4, ends=ends)
+    assert [len(group) for group in paths] == [3] * len(PROMPTS)
+    assert 0 < len(seen) <= sum(len(p) for group in paths for p in group)  # asked at most once per step
+    total = 0
+    for path in (p for group in paths for p in group):
+        assert 1 <= len(path) <= 4
+        for c in path[:-1]:  # only a path's last step may be final, empty or cut by EOS
+            assert not is_final(c.text) and c.text.strip() and (c.text.endswith("\n") or c.tokens == 8)
+        total += sum(c.tokens for c in path)
+    assert policy.stats.generated_tokens == total
+    again = TransformersPolicy.from_pretrained(str(tiny_policy_dir), max_step_tokens=8, seed=5)
+    assert again.propose_paths(PROMPTS, 3, temperature=1.0, max_depth=4, ends=ends) == paths  # seeded

@@ -95,3 +95,22 @@ def test_choose_returns_the_solution_each_rule_picks():
     assert choose(["07", "7"], [0.1, 0.2], "max", key=lambda a: str(int(a))) == 1
     with pytest.raises(ValueError, match="unknown aggregation"):
         choose(["1"], [1.0], "mean")
+
+
+def test_paths_a_policy_leaves_unfinished_go_on_a_step_at_a_time():
+    policy = ScriptedPolicy(SCRIPT)
+    asked = []
+
+    def complete(prompts, n, *, temperature, max_depth, ends):
+        """Decodes each path's first step only, as a policy out of positions would; says which steps end."""
+        asked.append((n, temperature, max_depth, ends("x\n"), ends("The answer is 5\n"), ends(" \n")))
+        return [[[c] for c in cands] for cands in policy.propose_steps(prompts, n)]
+
+    [r] = self_consistency([P], SamplingConfig(n=4, temperature=0.5, max_depth=3), propose=policy.propose_steps,
+                           complete=complete)
+    assert asked == [(4, 0.5, 3, False, True, True)]
+    # the three unfinished paths were continued by proposing their next steps, the finished one was not
+    assert policy.calls[1:] == [[P + "x\n", P + "y\n", P + "x\n"]]
+    assert r.answer == "7" and r.generated_tokens == 4 * 5 + 3 * 5
+    [g] = greedy([P], SamplingConfig(max_depth=1), propose=policy.propose_steps, complete=complete)
+    assert g.answer is None and len(policy.calls) == 3  # max_depth 1: "x" is not continued
