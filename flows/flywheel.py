@@ -61,6 +61,9 @@ def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, meth
     return str(config.paths["shards"] / run_id / f"it{iteration}-{stage}-{method}")
 
 
+#: how the bootstrap rollouts are sampled, in the value cache's key: since session 21 a path is decoded in one go
+#: (`TransformersPolicy.propose_paths`), which draws other samples from the same seed than step by step did
+_ROLLOUTS = "paths-in-one-go"
 _HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the cached value model's key alone
 
 
@@ -72,7 +75,8 @@ def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
                                      config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
                                      config.seed, held_out_sql(),  # the split too: another split, another model
-                                     *([config.value_model] if config.value_model != "head" else [])],
+                                     *([config.value_model] if config.value_model != "head" else []),
+                                     _ROLLOUTS],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     return config.paths["cache"] / f"value-{key}"
 
@@ -86,12 +90,14 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
         return resolve_model(config.value.path)
     init = policy if config.value.init is None else resolve_model(config.value.init)
     out = bootstrap_value_dir(config, policy)
-    if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
-        return str(out)
+    # the rollouts go into the run's store even when the model they train is cached: every later value refit
+    # trains on them too, so a run's store, and every figure after iteration 0, is the same either way
     sampling = SamplingConfig(n=config.value.rollouts, max_depth=config.search.max_depth)
     kwargs = dict(**search_kwargs(config, run_id, policy, None), split="train", method="self_consistency",
                   method_config=sampling, iteration=0, stage="bootstrap")
     _fan_out(config, kwargs, 0, config.value.problems, _shard(config, run_id, 0, "bootstrap", "self_consistency"))
+    if (out / resume.MARKER).is_file():  # trained to the end (a killed training leaves no marker)
+        return str(out)
     if config.training.runner == "deployment":  # on the training workers, as every other training
         _, done = train_remotely(config, run_id, 0, Models(policy, policy, init), value_out=str(out))
         return done["value"][1]["path"]

@@ -239,6 +239,10 @@ def test_rest_em_samples_under_the_same_cap_and_prints_each_iteration(flywheel_r
     # the bootstrap value model is the flywheel's (the same config names the same cached model)
     _, values = store.query(path, "SELECT snapshot_id FROM training_snapshots WHERE model_kind = 'value'")
     assert sorted(values) == [("r1/1/value",), ("r1/2/value",)]
+    # ... and its rollouts are in this run's store as they are in the run that trained it, for the refits
+    rollouts = "SELECT problem_id, answer, generated_tokens FROM trees WHERE stage = 'bootstrap' ORDER BY 1"
+    assert store.query(path, rollouts)[1] == store.query(config.paths["store"], rollouts)[1]
+    assert len(store.query(path, rollouts)[1]) == config.value.problems
 
 
 def test_iteration_figures_read_back_what_the_flow_returned(flywheel_run, tmp_path):
