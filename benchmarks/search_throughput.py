@@ -6,7 +6,10 @@ In one run, on the same policy and problems, it prints generated tokens per seco
 - MCTS-alpha over all problems in lockstep (one batched policy call and one batched value call per
   simulation wave, the shared prefix's KV cache reused across each node's k children);
 - plain batched sampling of the same total number of tokens (complete solutions, all problems at
-  once, the same prefix-cache reuse): the ceiling for any search on this engine;
+  once, a step at a time with the same prefix-cache reuse): the ceiling for any search that, like
+  MCTS-alpha, stops at every step;
+- the same sampling with each path decoded in one go (`TransformersPolicy.propose_paths`, what the
+  sampling baselines and ReST-EM run since session 21): no state prefilled again per step;
 - MCTS-alpha run one problem at a time and one node at a time: every child sampled by its own policy
   call with its prefix recomputed, every state valued by its own call: how the reference
   implementations run. It searches the first `--alone` problems (its rate, not its total, is compared);
@@ -43,7 +46,8 @@ def main() -> None:
     parser.add_argument("--value", default=None)
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--alone", type=int, default=8, help="problems the one-at-a-time search runs on")
-    parser.add_argument("--mode", choices=["mcts", "sampling", "one_tree", "one_node"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["mcts", "sampling", "paths", "one_tree", "one_node"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
@@ -58,6 +62,7 @@ def main() -> None:
     common = ["--policy", policy, "--value", value, "--problems", str(args.problems), "--alone", str(args.alone)]
     search = _child(common + ["--mode", "mcts"])
     ceiling = _child(common + ["--mode", "sampling", "--tokens", str(search["generated_tokens"])])
+    paths = _child(common + ["--mode", "paths", "--tokens", str(search["generated_tokens"])])
     alone = _child(common + ["--mode", "one_node"])
     tree = _child(common + ["--mode", "one_tree"])
     table = Table(title=f"MCTS-alpha (simulations {MCTS['simulations']}, k {MCTS['k']}) on {args.problems} "
@@ -65,6 +70,7 @@ def main() -> None:
     for col in ("mode", "problems", "generated tokens", "seconds", "tokens/s", "policy calls", "peak RSS MiB"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for name, r in (("MCTS-alpha, lockstep + KV reuse", search), ("batched sampling (ceiling)", ceiling),
+                    ("batched sampling, paths in one go", paths),
                     ("MCTS-alpha, one node at a time", alone), ("MCTS-alpha, one tree at a time", tree)):
         table.add_row(name, str(r["problems"]), f"{r['generated_tokens']:,}", f"{r['seconds']:.1f}",
                       f"{r['rate']:,.0f}", str(r["policy_calls"]), f"{r['peak_rss_mib']:.0f}")
@@ -74,7 +80,8 @@ def main() -> None:
     verdict = {True: "pass", False: "FAIL"}
     console.print(f"search / ceiling = {vs_ceiling:.2f}x (target >= 0.7: {verdict[vs_ceiling >= 0.7]}); "
                   f"search / one-at-a-time = {vs_alone:.1f}x (target >= 10: {verdict[vs_alone >= 10]})")
-    console.print(f"(one tree at a time, k children per call: search / it = {search['rate'] / tree['rate']:.1f}x)")
+    console.print(f"(one tree at a time, k children per call: search / it = {search['rate'] / tree['rate']:.1f}x; "
+                  f"paths in one go / step by step = {paths['rate'] / ceiling['rate']:.1f}x)")
     console.print(f"value model in the search: {search['value_calls']} calls, {search['value_tokens']:,} tokens "
                   f"scored, {search['value_seconds']:.1f} s of the {search['seconds']:.1f} s")
 
@@ -160,7 +167,8 @@ def _measure(args) -> dict:
         while policy.stats.generated_tokens < args.tokens:
             left = args.tokens - policy.stats.generated_tokens
             n = max(1, min(n, math.ceil(left / (len(prompts) * 30))))
-            sample_paths(prompts, propose=policy.propose_steps, n=n, temperature=0.7, max_depth=MCTS["max_depth"])
+            sample_paths(prompts, propose=policy.propose_steps, n=n, temperature=0.7, max_depth=MCTS["max_depth"],
+                         complete=policy.propose_paths if args.mode == "paths" else None)
     seconds = time.perf_counter() - t0
     return {"problems": len(prompts), "generated_tokens": policy.stats.generated_tokens, "seconds": seconds,
             "rate": policy.stats.generated_tokens / seconds, "policy_calls": policy.stats.calls,

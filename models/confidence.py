@@ -10,7 +10,8 @@ and learns, from the same step targets, how to weigh a handful of features of it
 
 The directory it is saved to is the causal LM's own (AutoModelForCausalLM loads it) plus `CONFIDENCE_FILE`,
 the weights. The flywheel refits it from the previous one each iteration: the LM stays the one it started
-from (the first policy, as the head's backbone does), the weights are refitted on all the trees so far.
+from (the first policy, as the head's backbone does), the weights are refitted on all the trees so far (the
+paths an LM has scored are kept for the process's later fits, so a refit scores only the new ones).
 """
 
 from __future__ import annotations
@@ -31,6 +32,30 @@ FEATURES = ("weakest step's mean token log-prob", "last step's mean token log-pr
 
 def is_confidence_value(path: str | Path) -> bool:
     return (Path(path) / CONFIDENCE_FILE).is_file()
+
+
+#: the paths an LM has scored in this process, for one LM at a time: {(weights digest, window): {path: log-probs}}.
+#: The flywheel refits the weights every iteration on every tree so far with the same LM, so each refit scores
+#: only the paths that are new since the last.
+_SCORED: dict[tuple[str, int], dict[tuple[str, tuple[str, ...]], list[list[float]]]] = {}
+
+
+def _scored_paths(model, max_length: int) -> dict:
+    """The cache of paths scored by `model`, named by a hash of its weights (a directory saved again holds
+    the same weights in other bytes)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + b"\0" + str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    key = (digest.hexdigest(), max_length)
+    if key not in _SCORED:
+        _SCORED.clear()  # one LM's paths at a time
+        _SCORED[key] = {}
+    return _SCORED[key]
 
 
 def state_features(step_logprobs: list[list[float]]) -> list[float]:
@@ -154,20 +179,23 @@ def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path
         raise ValueError("no value targets: nothing to fit the confidence value model on")
     path = resolve_model(init)
     lm = _LogProbs(path, resolve_device(device), "auto", batch_size, max_length)  # saved in the dtype it runs in
-    paths = [(row["segments"][0][0], [step for step, _ in row["segments"][1:]]) for row in rows]
-    features: dict[str, tuple[list[float], float]] = {}
-    done = 0
-    for start in range(0, len(paths), 1024):
-        chunk = paths[start:start + 1024]
-        for row, logps in zip(rows[start:start + 1024], lm.paths(chunk), strict=True):
-            text = row["segments"][0][0]
-            for depth, (step, target) in enumerate(row["segments"][1:]):
-                text += step
-                if target is not None:
-                    features.setdefault(text, (state_features(logps[:depth + 1]), float(target)))
-        done += len(chunk)
+    paths = [(row["segments"][0][0], tuple(step for step, _ in row["segments"][1:])) for row in rows]
+    scored = _scored_paths(lm.model, lm.max_length)
+    new = list(dict.fromkeys(p for p in paths if p not in scored))
+    for start in range(0, len(new), 1024):
+        chunk = new[start:start + 1024]
+        scored.update(zip(chunk, lm.paths(chunk), strict=True))
         if progress is not None:
-            progress(done, len(paths))
+            progress(len(paths) - len(new) + start + len(chunk), len(paths))
+    if progress is not None and not new:
+        progress(len(paths), len(paths))
+    features: dict[str, tuple[list[float], float]] = {}
+    for row, key in zip(rows, paths, strict=True):
+        text, logps = key[0], scored[key]
+        for depth, (step, target) in enumerate(row["segments"][1:]):
+            text += step
+            if target is not None:
+                features.setdefault(text, (state_features(logps[:depth + 1]), float(target)))
     x = torch.tensor([f for f, _ in features.values()], dtype=torch.float64)
     y = (torch.tensor([t for _, t in features.values()], dtype=torch.float64).clamp(-1, 1) + 1) / 2
     mean, scale = x.mean(0), x.std(0).nan_to_num(0.0).clamp(min=1e-6)
@@ -195,4 +223,4 @@ def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path
 
     atomic_dir(out_dir, write)
     return {"train_loss": losses[-1], "steps": len(losses), "losses": list(enumerate(losses, 1)),
-            "settings": {"model": "confidence", "l2": l2, "states": len(features)}}
+            "settings": {"model": "confidence", "l2": l2, "states": len(features)}, "scored_paths": len(new)}

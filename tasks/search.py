@@ -115,9 +115,12 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
         if hasattr(policy, "reseed"):
             policy.reseed(stream_seed(seed, start + i, budget))
 
+    # greedy draws nothing, so how its problems are batched decides no sample: as many at once as the policy
+    # decodes in one batch (2,000 testbed problems: 29 s in batches of 64, ~10 s in batches of 512)
+    per_batch = max(batch_size, max_batch_rows) if method == "greedy" else batch_size
     with bar(f"{stage} it{iteration} {method}", len(problems)) as update:
-        for i in range(0, len(problems), batch_size):
-            batch = problems[i:i + batch_size]
+        for i in range(0, len(problems), per_batch):
+            batch = problems[i:i + per_batch]
             prompts, canonical = [p.prompt for p in batch], batch[0].canonical
             pool, pool_cost = None, nothing
             if method in POOLED:  # one pool for every budget, its cost charged to each

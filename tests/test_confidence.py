@@ -106,3 +106,22 @@ def test_no_targets_is_an_error_and_leaves_nothing(tmp_path, tiny_policy_dir):
     with pytest.raises(ValueError, match="no value targets"):
         fit_confidence_value(tiny_policy_dir, [], tmp_path / "v")
     assert not (tmp_path / "v").exists()
+
+
+def test_a_refit_scores_only_the_paths_it_has_not_seen_and_fits_the_same(tmp_path, tiny_policy_dir):
+    """The flywheel refits on every tree so far, from the model it fitted before (the same LM, saved again):
+    a refit scores only the new paths, and fits what a fit from scratch fits."""
+    from models import confidence
+
+    confidence._SCORED.clear()  # earlier tests in this process fitted on these paths with this LM
+    rows = _rows(1.0)
+    first = fit_confidence_value(tiny_policy_dir, rows[:60], tmp_path / "v1")
+    assert first["scored_paths"] == 60
+    refit = fit_confidence_value(tmp_path / "v1", rows, tmp_path / "v2")  # the LM saved in v1 is the same LM
+    assert refit["scored_paths"] == len(rows) - 60
+    confidence._SCORED.clear()  # as in a fresh process
+    scratch = fit_confidence_value(tiny_policy_dir, rows, tmp_path / "v3")
+    assert scratch["scored_paths"] == len(rows)
+    spec = [json.loads((tmp_path / v / CONFIDENCE_FILE).read_text()) for v in ("v2", "v3")]
+    assert spec[0]["weights"] == pytest.approx(spec[1]["weights"], abs=1e-6)
+    assert spec[0]["states"] == spec[1]["states"]
