@@ -81,6 +81,10 @@ class _LogProbs:
         self._ids = functools.lru_cache(maxsize=1 << 16)(
             lambda text: tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
 
+    def tokens(self, prompt: str, steps: Iterable[str]) -> int:
+        """How many tokens the path is, tokenized as `paths` tokenizes it."""
+        return len(self._ids(prompt)) + sum(len(self._ids(step)) for step in steps)
+
     def paths(self, paths: list[tuple[str, list[str]]]) -> list[list[list[float]]]:
         """Per path, per step, its tokens' log-probs given everything before them. Prompt and steps are
         tokenized one by one (as value training tokenizes them); a path longer than the window keeps its last
@@ -149,9 +153,21 @@ class ConfidenceValue:
                 steps = steps_of(state)
                 if steps == state:  # no known prompt: the first line is the prompt
                     steps = state[state.find("\n") + 1:] if "\n" in state else ""
-                paths.append((state[:len(state) - len(steps)], steps.splitlines(keepends=True)))
+                paths.append((state[:len(state) - len(steps)], tuple(steps.splitlines(keepends=True))))
             self.calls += 1
-            return [self.value(state_features(p)) for p in self.lm.paths(paths)] if paths else []
+            # a state that begins a longer one of the batch is read off the longer one's forward pass (a causal
+            # LM gives a step the same log-probs whatever follows it), unless the window cuts the longer one
+            owner: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}  # state -> (path scored, its depth)
+            scored: list[tuple[str, tuple[str, ...]]] = []
+            for prompt, steps in sorted(set(paths), key=lambda p: -len(p[1])):
+                if (prompt, steps) in owner:
+                    continue
+                fits = self.lm.tokens(prompt, steps) <= self.lm.max_length
+                owner.update({(prompt, steps[:d]): (len(scored), d) for d in range(len(steps) + 1)
+                              if fits or d == len(steps)})
+                scored.append((prompt, steps))
+            logps = self.lm.paths(scored) if scored else []
+            return [self.value(state_features(logps[i][:d])) for i, d in (owner[p] for p in paths)]
 
         return score
 

@@ -125,3 +125,20 @@ def test_a_refit_scores_only_the_paths_it_has_not_seen_and_fits_the_same(tmp_pat
     spec = [json.loads((tmp_path / v / CONFIDENCE_FILE).read_text()) for v in ("v2", "v3")]
     assert spec[0]["weights"] == pytest.approx(spec[1]["weights"], abs=1e-6)
     assert spec[0]["states"] == spec[1]["states"]
+
+
+def test_states_that_begin_a_longer_one_are_read_off_its_forward_pass(tmp_path, tiny_policy_dir):
+    fit_confidence_value(tiny_policy_dir, _rows(1.0), tmp_path / "v")
+    steps = ["12+7=19\n", "19*2=38\n", "The answer is 38\n"]
+    states = [PROMPT + "".join(steps[:d]) for d in (3, 1, 2, 0)] + [PROMPT + "12+7=20\n"]
+    together = ConfidenceValue(str(tmp_path / "v"))
+    scores = together.scorer([PROMPT])(states)
+    alone = ConfidenceValue(str(tmp_path / "v"))
+    assert scores == pytest.approx([alone.scorer([PROMPT])([s])[0] for s in states], abs=1e-6)
+    full, other = (together.lm.tokens(PROMPT, x) for x in (steps, ["12+7=20\n"]))
+    assert together.scored_tokens == full + other  # two forward passes: the longest path, and the other branch
+    # a window too short for the longest path: each state is scored on its own, as it fits
+    short = ConfidenceValue(str(tmp_path / "v"), max_length=full - 2)
+    alone = ConfidenceValue(str(tmp_path / "v"), max_length=full - 2)
+    assert short.scorer([PROMPT])(states) == pytest.approx([alone.scorer([PROMPT])([s])[0] for s in states],
+                                                          abs=1e-6)
