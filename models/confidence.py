@@ -166,7 +166,7 @@ class ConfidenceValue:
                 owner.update({(prompt, steps[:d]): (len(scored), d) for d in range(len(steps) + 1)
                               if fits or d == len(steps)})
                 scored.append((prompt, steps))
-            logps = self.lm.paths(scored) if scored else []
+            logps = self.lm.paths(scored)
             return [self.value(state_features(logps[i][:d])) for i, d in (owner[p] for p in paths)]
 
         return score

@@ -84,13 +84,7 @@ class TransformersPolicy:
     def propose_steps(self, prefixes: list[str], k: int, *, temperature: float | None = None
                       ) -> list[list[Candidate]]:
         """k sampled next steps for every prefix."""
-        temperature = self.temperature if temperature is None else temperature
-        per_chunk = max(1, self.max_batch_rows // k)
-        out: list[list[Candidate]] = []
-        for start in range(0, len(prefixes), per_chunk):
-            out.extend(self._propose_chunk(prefixes[start:start + per_chunk], k, temperature))
-        self.stats.calls += 1
-        return out
+        return self._in_chunks(prefixes, k, temperature, lambda encoded, t: self._propose_chunk(encoded, k, t))
 
     def propose_paths(self, prompts: list[str], n: int, *, temperature: float | None = None, max_depth: int,
                       ends: Callable[[str], bool]) -> list[list[list[Candidate]]]:
@@ -99,19 +93,23 @@ class TransformersPolicy:
         `max_step_tokens`); a path ends at a step whose text `ends` says is its last, or after `max_depth`
         steps. A path also stops, unfinished, after a step that ends in EOS or leaves no room in the model's
         positions for another: `search.sampling.sample_paths` continues those a step at a time."""
+        return self._in_chunks(prompts, n, temperature,
+                               lambda encoded, t: self._paths_chunk(encoded, n, t, max_depth, ends))
+
+    def _in_chunks(self, texts: list[str], k: int, temperature: float | None, decode: Callable) -> list:
+        """One policy call: `decode(token ids, temperature)` over the texts, `max_batch_rows // k` at a time,
+        each text cut to its last tokens that leave a step's room in the model's positions."""
         temperature = self.temperature if temperature is None else temperature
         room = self.max_positions - self.max_step_tokens
-        encoded = [ids[-room:] for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        per_chunk = max(1, self.max_batch_rows // n)
-        out: list[list[list[Candidate]]] = []
-        for start in range(0, len(prompts), per_chunk):
-            out.extend(self._paths_chunk(encoded[start:start + per_chunk], n, temperature, max_depth, ends))
+        encoded = [ids[-room:] for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        per_chunk = max(1, self.max_batch_rows // k)
+        out = []
+        for start in range(0, len(encoded), per_chunk):
+            out.extend(decode(encoded[start:start + per_chunk], temperature))
         self.stats.calls += 1
         return out
 
-    def _propose_chunk(self, prefixes: list[str], k: int, temperature: float) -> list[list[Candidate]]:
-        room = self.max_positions - self.max_step_tokens
-        encoded = [ids[-room:] for ids in self.tokenizer(prefixes, add_special_tokens=False)["input_ids"]]
+    def _propose_chunk(self, encoded: list[list[int]], k: int, temperature: float) -> list[list[Candidate]]:
         tokens, logps = self._decode(self._prefill(encoded, k), self.max_step_tokens, temperature,
                                      lambda t, rows, tok, tokens: torch.isin(tok, self.stop_ids))
         result: list[list[Candidate]] = []
@@ -126,9 +124,8 @@ class TransformersPolicy:
     def _paths_chunk(self, encoded: list[list[int]], n: int, temperature: float, max_depth: int,
                      ends: Callable[[str], bool]) -> list[list[list[Candidate]]]:
         rows, eos = len(encoded) * n, self.tokenizer.eos_token_id
-        # the last position a step may start at, for each row: its prompt's length counts against it
-        last_start = torch.tensor([self.max_positions - self.max_step_tokens - len(e) for e in encoded
-                                   for _ in range(n)], device=self.device)
+        # the last token a step may start after, per row: its prompt's length counts against the positions
+        last_start = [self.max_positions - self.max_step_tokens - len(e) for e in encoded for _ in range(n)]
         starts = torch.zeros(rows, dtype=torch.long, device=self.device)  # where each row's current step began
         spans: list[list[tuple[int, int]]] = [[] for _ in range(rows)]
 
