@@ -130,13 +130,14 @@ def _run(config, name: str, method: str, settings: dict, policy: str, value: str
                      count=count, method=method, method_config=_method_config(config, method, settings),
                      shard=str(root / name), iteration=1, stage="search", budgets=budgets)
     wall = time.perf_counter() - t0
-    return {**yield_of(root / f"{name}.duckdb", out["shard"]), "wall": wall}
+    return {**yield_of(root / f"{name}.duckdb", out["shard"], config.sft_filter.equations), "wall": wall}
 
 
-def yield_of(store_path: Path, shard: str) -> dict:
+def yield_of(store_path: Path, shard: str, equations: bool = False) -> dict:
     """Tokens, D+ size, how many D+ traces have every step right (None where the task cannot tell), and per
     problem whether it was answered right and whether D+ holds a trace for it, for the trees of one shard
-    (ingested into a fresh store at `store_path`)."""
+    (ingested into a fresh store at `store_path`). D+ is what SFT trains on: with `equations` (the config's
+    `sft_filter.equations`), only the traces whose every written equation holds."""
     from problems import Problem
     from storage import store
 
@@ -147,7 +148,8 @@ def yield_of(store_path: Path, shard: str) -> dict:
         answered = dict(con.execute("SELECT problem_id, coalesce(correct, false) FROM trees").fetchall())
         traces = con.execute(
             "SELECT DISTINCT p.problem_id, p.task, p.question, p.gold, p.prompt, s.completion "
-            "FROM sft_traces s JOIN problems p USING (problem_id)").fetchall()
+            "FROM sft_traces s JOIN problems p USING (problem_id)"
+            + (" WHERE equations_hold(s.completion)" if equations else "")).fetchall()
     rights = [Problem(*row[:5]).steps_right(row[5].splitlines(keepends=True)) for row in traces]
     return {"tokens": tokens, "traces": len(traces), "answered": answered,
             "solved": {p: p in {row[0] for row in traces} for p in answered},

@@ -86,6 +86,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)
+    if method == "greedy":  # one path at temperature 0 whatever the config says (it decodes from a pool below)
+        method_config = replace(method_config, n=1, temperature=0.0)
     budgets = [None] if method == "greedy" else budgets or [getattr(method_config, "token_budget", None)]
     nothing = {**dict.fromkeys(_costs(policy, value), 0), "wall_seconds": 0.0}
     costs = {b: nothing for b in budgets}

@@ -72,6 +72,8 @@ def test_d_plus_counts_each_correct_path_once_per_problem_and_a_problem_once_how
     assert out["tokens"] == sum(t.generated_tokens for t in (tree_a, tree_b, tree_c))
     again = bench.yield_of(tmp_path / "y.duckdb", str(shard))  # the scratch store is rebuilt, not added to
     assert again["traces"] == 2
+    checked = bench.yield_of(tmp_path / "y.duckdb", str(shard), equations=True)  # as SFT reads it with the filter
+    assert (checked["traces"], checked["faithful"]) == (1, 1)  # 3+4=8 is false: that trace is not trained on
 
 
 def test_the_real_generators_run_on_the_tiny_policy_and_greedy_answers_match_d_plus(bench, tiny_policy_dir,
@@ -83,6 +85,12 @@ def test_the_real_generators_run_on_the_tiny_policy_and_greedy_answers_match_d_p
     greedy = bench._run(config, "g", "greedy", {}, str(tiny_policy_dir), None, 0, 6)
     sampled = bench._run(config, "s", "self_consistency", {}, str(tiny_policy_dir), None, 0, 6)
     assert len(greedy["answered"]) == len(sampled["answered"]) == 6
+    import duckdb
+
+    # greedy is one path at temperature 0 whatever the method config's n and temperature: one first step a tree
+    with duckdb.connect(str(config.paths["root"] / "generator-yield" / "g.duckdb"), read_only=True) as con:
+        firsts = con.execute("SELECT count(*) FROM nodes WHERE parent_id = 0 GROUP BY tree_id").fetchall()
+    assert firsts == [(1,)] * 6
     # one greedy path per problem: D+ holds a trace exactly for the problems it answered right
     assert greedy["solved"] == greedy["answered"]
     assert greedy["traces"] == sum(greedy["answered"].values())
