@@ -4,17 +4,17 @@
         [--workdir work/compare] [--prefix tb | FLOW=PREFIX ...] [--search JSON] [--flows flywheel restem] \
         [--retest N] [--analyze-only] [--plot docs/flywheel-vs-rest-em.png]
 
-Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same
-bootstrap policy and value model, training problems, per-problem token cap, SFT, value refit and
-evaluation; only the generator differs: MCTS-alpha or `rest_em.samples` samples), then reads back per
-iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, training tokens per
-problem and D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws
-both accuracies over iterations. `--set sft.epochs=3` changes one setting of the config for both flows;
-`--search` changes the flywheel's training search only (e.g. more paths on one tree;
-`benchmarks/generator_yield.py` measures what a setting yields before a full run). `--analyze-only` reads runs
-already in the store. `--retest N` also decodes every iteration's policy greedily, as the flows
-evaluate it, on the first N test problems (the flows evaluate the first `task.test_size` of them): 200
-problems give one accuracy a standard error of about 3 points, as large as the gaps being compared.
+Per seed it runs `treeflow flywheel` and `treeflow rest-em` with the same configuration (the same bootstrap
+policy and value model, training problems, per-problem token cap, SFT, value refit and evaluation; only the
+generator differs: the tree search `training_search` names, or `rest_em.samples` samples), then reads back per
+iteration: greedy and MCTS-alpha test accuracy, the value model's held-out AUC, training tokens per problem and
+D+ size. Prints one table (mean and sd over seeds) and the wall time of each flow, and draws both accuracies
+over iterations. `--set sft.epochs=3` changes one setting of the config for both flows; `--search` changes the
+flywheel's MCTS-alpha training search only, e.g. more paths on one tree (`--set training_search.method=bfs_v`
+trains on BFS-V; `benchmarks/generator_yield.py` measures what a setting yields before a full run).
+`--analyze-only` reads runs already in the store. `--retest N` also decodes every iteration's policy greedily,
+as the flows evaluate it, on the first N test problems (the flows evaluate the first `task.test_size` of them):
+200 problems give one accuracy a standard error of about 3 points, as large as the gaps being compared.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOWS = {"flywheel": "mcts_alpha", "restem": "rest_em"}
+FLOWS = ("flywheel", "restem")
 
 
 def main() -> None:
@@ -79,7 +79,8 @@ def main() -> None:
     _report(series, minutes, config, args.seeds, args.retest)
     if args.retest:
         _report_retest(series, args.retest, config.task.test_size)
-    labels = {"flywheel": "search flywheel (MCTS-alpha)", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
+    searched = {"mcts_alpha": "MCTS-alpha", "bfs_v": "BFS-V"}[config.training_search.method]
+    labels = {"flywheel": f"search flywheel ({searched})", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
     panels = ITERATION_PANELS
     if args.retest:
         panels = (ITERATION_PANELS[0], ("greedy_retest", f"greedy on {args.retest} test problems"),

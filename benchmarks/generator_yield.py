@@ -9,9 +9,9 @@ generated tokens per problem, distinct correct traces (the D+ SFT trains on), ho
 right where the task can tell (arithmetic, Countdown: `Problem.steps_right`, measurement only; a right answer
 is often reached through a wrong step), problems with at least one, and, of the problems greedy decoding gets
 wrong, how many it found a correct trace for. A variant is a
-search method of `search.METHODS` with settings over the config's (`mcts_alpha`: `search`;
-`self_consistency`: `rest_em.samples`), all under the config's training token cap. Default variants: the
-flywheel's search and ReST-EM's sampling as configured.
+search method of `search.METHODS` with settings over the config's (`mcts_alpha`, `bfs_v`: as the flywheel's
+`training_search` runs them; `self_consistency`: `rest_em.samples`), all under the config's training token cap.
+Default variants: the flywheel's training search and ReST-EM's sampling as configured.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE_SEARCHES = ("mcts_alpha", "bfs_v")  # the searches the flywheel can train on (`training_search.method`)
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
 
     config = load_config(args.config, {"workdir": args.workdir, "cache_dir": args.cache, "seed": args.seed})
     variants = [parse_variant(v) for v in args.variant] or [
-        ("flywheel", "mcts_alpha", {}), ("rest-em", "self_consistency", {})]
+        ("flywheel", config.training_search.method, {}), ("rest-em", "self_consistency", {})]
     for _, method, settings in variants:  # a bad setting fails now, not after the searches before it
         _method_config(config, method, settings)
     policy, value = _start_models(config)
@@ -101,14 +102,21 @@ def _start_models(config) -> tuple[str, str]:
 
 
 def _method_config(config, method: str, settings: dict):
-    """`method`'s config as the flows generate with it (MCTS-alpha: the flywheel's `search`; Self-Consistency:
-    ReST-EM's sampling), with `settings` over it."""
+    """`method`'s config as the flows generate with it (MCTS-alpha, BFS-V: as the flywheel's training search
+    would run it, with `training_search.settings` where it is the configured method; Self-Consistency: ReST-EM's
+    sampling), with `settings` over it."""
+    from flows.config import TrainingSearch
     from flows.flywheel import training_generator
     from search import METHODS
 
-    generator = {"mcts_alpha": "mcts_alpha", "self_consistency": "rest_em"}.get(method)
-    base = training_generator(config, generator)[1] if generator else \
-        METHODS[method][1](max_depth=config.search.max_depth)
+    if method in TREE_SEARCHES:
+        own = config.training_search
+        trained = TrainingSearch(method=method, settings=own.settings if own.method == method else {})
+        base = training_generator(config.model_copy(update={"training_search": trained}), "search")[1]
+    elif method == "self_consistency":
+        base = training_generator(config, "rest_em")[1]
+    else:
+        base = METHODS[method][1](max_depth=config.search.max_depth)
     fields = {f.name for f in dataclasses.fields(base)}
     if unknown := set(settings) - fields:
         raise SystemExit(f"{method}: unknown settings {sorted(unknown)}; it has {sorted(fields)}")
@@ -122,8 +130,8 @@ def _run(config, name: str, method: str, settings: dict, policy: str, value: str
     from flows.flywheel import search_kwargs, training_generator
     from tasks.search import run_search
 
-    # as the flows generate: MCTS-alpha at its own `token_budget`, samples (and any other method) under the cap
-    budgets = None if method in ("greedy", "mcts_alpha") else training_generator(config, "rest_em")[2]
+    # as the flows generate: a tree search at its own `token_budget`, samples (and any other method) under the cap
+    budgets = None if method in ("greedy", *TREE_SEARCHES) else training_generator(config, "rest_em")[2]
     root = config.paths["root"] / "generator-yield"
     t0 = time.perf_counter()
     out = run_search(**search_kwargs(config, f"yield-{name}", policy, value), split="train", start=start,

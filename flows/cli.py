@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(config, args)
         if args.command == "report":
             return _report(config, args)
-        return _run(config, "rest_em" if args.command == "rest-em" else "mcts_alpha")
+        return _run(config, "rest_em" if args.command == "rest-em" else "search")
     except Exception as e:  # every expected bad input becomes one line and exit 2
         if not _is_bad_input(e):
             raise
@@ -235,9 +235,9 @@ def _run(config, generator: str) -> int:
     from flows.flywheel import flywheel, rest_em, summary_rows
 
     t0 = time.perf_counter()
-    result = (flywheel if generator == "mcts_alpha" else rest_em)(config)
+    result = (flywheel if generator == "search" else rest_em)(config)
     wall = time.perf_counter() - t0
-    name = "flywheel" if generator == "mcts_alpha" else "ReST-EM"
+    name = "flywheel" if generator == "search" else "ReST-EM"
     console = Console(width=max(Console().width, 130))
     console.print(_iteration_table(result, f"treeflow {name} on {config.task.name}: per iteration "
                                            f"({config.evaluation.token_budget} tokens/problem)",

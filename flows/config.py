@@ -139,6 +139,27 @@ class RestEMSettings(_Strict):
                           "evaluation.token_budget), the same cap the search flywheel's MCTS runs under")
 
 
+class TrainingSearch(_Strict):
+    """The tree search the flywheel generates its training trees with. MCTS-alpha runs as `search` says, BFS-V
+    as `bfs_v` says, each with `settings` over those for training only (evaluation keeps its own), and capped
+    at `search.token_budget` generated tokens per problem, the cap ReST-EM samples under."""
+
+    method: Literal["mcts_alpha", "bfs_v"] = "mcts_alpha"
+    settings: dict[str, int | float | bool | str | None] = Field(
+        default_factory=dict, description="settings of `method` over `search` / `bfs_v`, e.g. {k: 10, beam: 1}")
+
+    @model_validator(mode="after")
+    def _known_settings(self) -> TrainingSearch:
+        from search import METHODS
+
+        fields = {f.name for f in dataclasses.fields(METHODS[self.method][1])} - {"seed", "token_budget"}
+        for key in self.settings:
+            if key not in fields:
+                raise ValueError(f"settings: unknown key '{key}' of {self.method} (known: "
+                                 f"{', '.join(sorted(fields))}; the cap is search.token_budget)")
+        return self
+
+
 class GenerationSettings(_Strict):
     """How training-problem generation fans out: shards of `shard_size` problems, each one search task
     writing one Parquet shard, `parallelism` at a time; then one ingest."""
@@ -195,6 +216,7 @@ class FlywheelConfig(_Strict):
     value: ValueBootstrap = ValueBootstrap()
     search: MCTSAlphaConfig = MCTSAlphaConfig()
     bfs_v: BFSVConfig = BFSVConfig()
+    training_search: TrainingSearch = TrainingSearch()
     calculator: bool = Field(False, description="guided searches score a state whose steps write a false "
                                                 "equation (a op b = c) at the lowest value, not asking the value")
     evaluation: EvaluationSettings = EvaluationSettings()

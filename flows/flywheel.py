@@ -3,8 +3,9 @@
 Iteration 0 evaluates the starting models; iteration i (1..N) generates on fresh training problems with
 the models of iteration i-1, stores the trees, fine-tunes the policy on the correct traces (D+),
 retrains the value model (and the ORM, when enabled) on the store's step targets, then evaluates every
-method on the same test problems at the same token budget. The flywheel generates by MCTS-alpha; ReST-EM
-samples k solutions per problem under the same per-problem token cap. Each iteration is an MLflow run
+method on the same test problems at the same token budget. The flywheel generates by a value-guided tree
+search (`training_search`: MCTS-alpha or BFS-V); ReST-EM samples k solutions per problem under the same
+per-problem token cap. Each iteration is an MLflow run
 nested under the flow's run.
 """
 
@@ -28,7 +29,7 @@ from tasks import resume, tracking
 from tasks.store import record_run_task, summarize_task
 from tasks.train import held_out_sql, value_metrics
 
-GENERATORS = ("mcts_alpha", "rest_em")
+GENERATORS = ("search", "rest_em")  # the flywheel generates by tree search, ReST-EM by sampling
 
 
 @task(name="bootstrap-policy", cache_policy=NONE, persist_result=False)
@@ -138,12 +139,12 @@ def metric_key(row: dict, budgets: list[int]) -> str:
 
 @flow(name="flywheel")
 def flywheel(config: FlywheelConfig) -> dict:
-    """Run the search flywheel (MCTS-alpha generates the training traces).
+    """Run the search flywheel (the tree search `training_search` names generates the training traces).
 
     Returns `{"evaluations": one row per (iteration, method, budget), "iterations": one row per iteration
     with its training figures}`.
     """
-    return _run(config, "mcts_alpha")
+    return _run(config, "search")
 
 
 @flow(name="rest-em")
@@ -156,7 +157,7 @@ def rest_em(config: FlywheelConfig) -> dict:
 def _run(config: FlywheelConfig, generator: str) -> dict:
     import mlflow
 
-    kind = "flywheel" if generator == "mcts_alpha" else "rest_em"
+    kind = "flywheel" if generator == "search" else "rest_em"
     paths = config.paths
     paths["root"].mkdir(parents=True, exist_ok=True)
     run_id = config.run_id or f"{kind.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -174,7 +175,8 @@ def _run(config: FlywheelConfig, generator: str) -> dict:
     with tracking.resumable_run(experiment, run_id) as (parent, _):
         mlflow.set_tags({"treeflow.run_id": run_id, "treeflow.kind": kind})
         mlflow.log_params({"task": config.task.name, "iterations": config.iterations, "seed": config.seed,
-                           "generator": generator, "token_budget": config.evaluation.token_budget,
+                           "generator": training_generator(config, generator)[0],
+                           "token_budget": config.evaluation.token_budget,
                            "policy": policy, "value": models.value})
         for iteration in range(config.iterations + 1):
             with tracking.resumable_run(experiment, f"{run_id}/iteration-{iteration}",
@@ -239,23 +241,28 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Model
 
 
 def training_generator(config: FlywheelConfig, generator: str) -> tuple[str, object, list[int] | None]:
-    """(search method, its config, budgets) that generate a flow's training trees: MCTS-alpha as `search`
-    says (the flywheel), or `rest_em.samples` samples per problem under the same token cap (ReST-EM)."""
-    if generator == "mcts_alpha":
-        return "mcts_alpha", config.search, None
+    """(search method, its config, budgets) that generate a flow's training trees: the flywheel's tree search
+    (`training_search`, capped at `search.token_budget`), or `rest_em.samples` samples per problem under the same
+    cap (ReST-EM)."""
+    if generator == "search":
+        method, settings = config.training_search.method, config.training_search.settings
+        base = config.search if method == "mcts_alpha" else dataclasses.replace(
+            config.bfs_v, max_depth=config.search.max_depth, token_budget=config.search.token_budget)
+        return method, dataclasses.replace(base, **settings), None
     sampling = SamplingConfig(n=config.rest_em.samples, max_depth=config.search.max_depth)
     return "self_consistency", sampling, [config.rest_em.token_budget or config.search.token_budget
                                           or config.evaluation.token_budget]
 
 
 def _generate(config: FlywheelConfig, run_id: str, iteration: int, models: Models, generator: str) -> dict:
-    """This iteration's training trees, fanned out over shards and ingested: MCTS-alpha (the flywheel) or
-    k samples per problem under the same token cap (ReST-EM)."""
+    """This iteration's training trees, fanned out over shards and ingested: the flywheel's tree search or k
+    samples per problem under the same token cap (ReST-EM)."""
     method, method_config, budgets = training_generator(config, generator)
     kwargs = dict(**search_kwargs(config, run_id, models.policy, models.value), split="train", method=method,
                   method_config=method_config, budgets=budgets, iteration=iteration, stage="search")
     return _fan_out(config, kwargs, config.value.problems + (iteration - 1) * config.task.train_per_iteration,
-                    config.task.train_per_iteration, _shard(config, run_id, iteration, "search", generator))
+                    config.task.train_per_iteration,
+                    _shard(config, run_id, iteration, "search", method if generator == "search" else generator))
 
 
 def _fan_out(config: FlywheelConfig, kwargs: dict, start: int, count: int, shard: str) -> dict:
@@ -300,7 +307,8 @@ def _log_trainings(config: FlywheelConfig, name: str, mlflow_run: str, generator
     tracking.log_curve(mlflow_run, "sft/loss", sft["losses"])
     tracking.log_curve(mlflow_run, "value/loss", fit["losses"])
     tracking.log_training(mlflow_run, f"{name}/sft", {
-        "model": "policy", "trace_snapshot": f"{snapshot}/policy", "view": "sft_traces", "generator": generator,
+        "model": "policy", "trace_snapshot": f"{snapshot}/policy", "view": "sft_traces",
+        "generator": training_generator(config, generator)[0],
         "init": init, "output": sft["path"], "mixed_demonstrations": sft["demos"],
         **{f"sft.{k}": v for k, v in dataclasses.asdict(config.sft).items()}},
         {"train_loss": sft["train_loss"], "rows": sft["traces"], "steps": sft["steps"]}, sft["losses"])

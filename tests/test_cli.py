@@ -30,6 +30,26 @@ def test_unknown_config_keys(tmp_path, capsys):
     _fails(tmp_path, capsys, "search:\n  simulatons: 4\n", "unknown key 'search.simulatons'")
     _fails(tmp_path, capsys, "iterations: many\n", "'iterations': Input should be a valid integer")
     _fails(tmp_path, capsys, "run_id: \"it's mine\"\n", "'run_id': String should match pattern")
+    _fails(tmp_path, capsys, "training_search: {method: bfs_v, settings: {simulations: 4}}\n",
+           "unknown key 'simulations' of bfs_v")
+    _fails(tmp_path, capsys, "training_search: {method: beam}\n", "'training_search.method'")
+
+
+def test_the_flywheel_trains_on_the_tree_search_it_is_given_under_the_training_cap():
+    from flows.config import FlywheelConfig
+    from flows.flywheel import training_generator
+    from search import BFSVConfig
+
+    config = FlywheelConfig(search={"token_budget": 500, "max_depth": 6}, bfs_v={"k": 4, "beam": 2},
+                            training_search={"method": "bfs_v", "settings": {"k": 10, "beam": 1}})
+    assert training_generator(config, "search") == ("bfs_v", BFSVConfig(k=10, beam=1, max_depth=6, token_budget=500),
+                                                    None)
+    assert config.bfs_v == BFSVConfig(k=4, beam=2)  # evaluation's BFS-V keeps its own settings
+    mcts = FlywheelConfig(search={"token_budget": 500, "k": 3}, training_search={"settings": {"paths": 2}})
+    method, searched, _ = training_generator(mcts, "search")
+    assert (method, searched.k, searched.paths, searched.token_budget) == ("mcts_alpha", 3, 2, 500)
+    # ReST-EM samples under the same cap
+    assert training_generator(config, "rest_em")[2] == [500]
 
 
 def test_a_setting_can_be_changed_alone_from_the_command_line():

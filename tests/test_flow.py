@@ -381,8 +381,9 @@ def test_the_tree_viewer_renders_what_the_store_holds(flywheel_run, tmp_path, ca
 
 def test_the_confidence_value_model_trains_guides_search_and_is_measured(prefect_harness, tmp_path, tiny_recipe,
                                                                          tiny_policy_dir):
-    """`value_model: confidence`: every value model of the run is the LM with its fitted weights, MCTS-alpha
-    scores states with it, and its held-out figures are recorded as the head's are."""
+    """`value_model: confidence`: every value model of the run is the LM with its fitted weights, the searches
+    score states with it, and its held-out figures are recorded as the head's are. The run trains on BFS-V
+    (`training_search`) and still evaluates MCTS-alpha."""
     from flows.flywheel import flywheel
     from models.confidence import CONFIDENCE_FILE
 
@@ -392,8 +393,19 @@ def test_the_confidence_value_model_trains_guides_search_and_is_measured(prefect
         value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
         evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
         sft=SFTSettings(max_steps=1, batch_size=8), mix_demos=4, value_targets="math_shepherd_hard",
-        value_holdout=0.3, value_model="confidence")
+        value_holdout=0.3, value_model="confidence",
+        training_search={"method": "bfs_v", "settings": {"k": 3, "beam": 1}})
     result = flywheel(config)
+    # the training trees are BFS-V's: one kept state per depth, 3 children each, every state valued
+    _, searched = store.query(config.paths["store"], "SELECT t.method, max(c.children), bool_and(c.valued) FROM "
+                              "trees t JOIN (SELECT tree_id, parent_id, count(*) AS children, bool_and(value IS "
+                              "NOT NULL) AS valued FROM nodes WHERE parent_id >= 0 GROUP BY ALL) c USING (tree_id) "
+                              "WHERE t.stage = 'search' GROUP BY 1")
+    assert searched == [("bfs_v", 3, True)]
+    mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
+    [run] = mlflow.search_runs(experiment_names=["treeflow"], filter_string="attributes.run_name = 'c1'",
+                               output_format="list")
+    assert run.data.params["generator"] == "bfs_v"
     models = config.paths["models"] / "c1"
     assert (models / "value-it1" / CONFIDENCE_FILE).is_file()
     first = json.loads((models / "value-it1" / CONFIDENCE_FILE).read_text())
