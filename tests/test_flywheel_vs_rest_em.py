@@ -30,10 +30,12 @@ def test_the_comparison_can_change_the_training_search_and_evaluates_mcts_alpha_
 
 
 def test_a_setting_changed_on_the_command_line_reaches_both_flows_and_a_wrong_key_is_named(compare, tmp_path):
+    from flows.config import load_config
+
     run = {"workdir": str(tmp_path), "seed": 2, "run_id": "x-restem-s2"}
     config = compare.seed_config(str(ROOT / "configs" / "testbed.yaml"), ["sft.epochs=3"], run, '{"k": 3}')
     assert (config.sft.epochs, config.sft.learning_rate, config.seed, config.run_id) == (3, 5e-4, 2, "x-restem-s2")
-    assert config.search.k == 3 and config.mix_demos == 2000
+    assert config.search.k == 3 and config.mix_demos == load_config(ROOT / "configs" / "testbed.yaml").mix_demos
     with pytest.raises(SystemExit, match="sft.epoch"):
         compare.seed_config(str(ROOT / "configs" / "testbed.yaml"), ["sft.epoch=3"], run, None)
 
