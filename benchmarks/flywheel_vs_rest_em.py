@@ -56,6 +56,7 @@ def main() -> None:
     env.configure(args.workdir)
     from flows.figures import ITERATION_PANELS, iteration_figures, plot_over_iterations
     from flows.flywheel import flywheel, rest_em
+    from flows.report import TRAINING_SEARCH_NAMES
 
     series: dict[str, list[list[dict]]] = {name: [] for name in args.flows}
     minutes: dict[str, list[float]] = {name: [] for name in args.flows}
@@ -79,7 +80,7 @@ def main() -> None:
     _report(series, minutes, config, args.seeds, args.retest)
     if args.retest:
         _report_retest(series, args.retest, config.task.test_size)
-    searched = {"mcts_alpha": "MCTS-alpha", "bfs_v": "BFS-V"}[config.training_search.method]
+    searched = TRAINING_SEARCH_NAMES[config.training_search.method]
     labels = {"flywheel": f"search flywheel ({searched})", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
     panels = ITERATION_PANELS
     if args.retest:

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the flywheel from a YAML config")
     run.add_argument("--config", required=True)
     run.add_argument("--workdir", default=None, help="overrides the config's workdir")
-    for name, what in (("flywheel", "the search flywheel (MCTS-alpha generates the training traces)"),
+    for name, what in (("flywheel", "the search flywheel (a tree search, `training_search`, generates the "
+                                    "training traces)"),
                        ("rest-em", "the ReST-EM baseline (k samples per training problem, same token cap)")):
         cmd = sub.add_parser(name, help=f"run {what}; prints greedy and MCTS-alpha accuracy and the value "
                                         "model's held-out AUC per iteration")

@@ -36,6 +36,8 @@ from flows.viewer import write_page
 METHODS = ["greedy", "self_consistency", "best_of_n_orm", "best_of_n_prm", "beam_prm", "bfs_v", "dfs_v",
            "mcts_alpha", "mcts_rollout", "mcts_star"]
 VALUE_GUIDED = ("bfs_v", "dfs_v", "mcts_alpha", "mcts_rollout", "mcts_star", "beam_prm")
+#: how the report names the flywheel's training search (`training_search.method`)
+TRAINING_SEARCH_NAMES = {"mcts_alpha": "MCTS-alpha", "bfs_v": "BFS-V"}
 SAMPLING = ("self_consistency", "best_of_n_orm", "best_of_n_prm")
 
 
@@ -57,10 +59,11 @@ def report(config: FlywheelConfig, seeds: list[int], budgets: list[int], out_dir
                                                       "budgets": budgets})
     rows = evaluate(config.model_copy(update={"run_id": f"{prefix}-methods", "evaluation": evaluation}), seeds,
                     str(out / "accuracy-vs-tokens.png"))
-    series: dict[str, list[list[dict]]] = {"flywheel (MCTS-alpha)": [], "ReST-EM": []}
+    searched = f"flywheel ({TRAINING_SEARCH_NAMES[config.training_search.method]})"
+    series: dict[str, list[list[dict]]] = {searched: [], "ReST-EM": []}
     runs = {"flywheel": [], "restem": []}
     for seed in seeds:
-        for label, name, fn in (("flywheel (MCTS-alpha)", "flywheel", flywheel), ("ReST-EM", "restem", rest_em)):
+        for label, name, fn in ((searched, "flywheel", flywheel), ("ReST-EM", "restem", rest_em)):
             run_id = f"{prefix}-{name}-s{seed}"
             fn(config.model_copy(update={"seed": seed, "run_id": run_id}))
             runs[name].append(run_id)

@@ -42,8 +42,8 @@ def test_the_flywheel_trains_on_the_tree_search_it_is_given_under_the_training_c
 
     config = FlywheelConfig(search={"token_budget": 500, "max_depth": 6}, bfs_v={"k": 4, "beam": 2},
                             training_search={"method": "bfs_v", "settings": {"k": 10, "beam": 1}})
-    assert training_generator(config, "search") == ("bfs_v", BFSVConfig(k=10, beam=1, max_depth=6, token_budget=500),
-                                                    None)
+    wide = BFSVConfig(k=10, beam=1, max_depth=6, token_budget=500)
+    assert training_generator(config, "search") == ("bfs_v", wide, None)
     assert config.bfs_v == BFSVConfig(k=4, beam=2)  # evaluation's BFS-V keeps its own settings
     mcts = FlywheelConfig(search={"token_budget": 500, "k": 3}, training_search={"settings": {"paths": 2}})
     method, searched, _ = training_generator(mcts, "search")

@@ -397,10 +397,10 @@ def test_the_confidence_value_model_trains_guides_search_and_is_measured(prefect
         training_search={"method": "bfs_v", "settings": {"k": 3, "beam": 1}})
     result = flywheel(config)
     # the training trees are BFS-V's: one kept state per depth, 3 children each, every state valued
+    children = ("SELECT tree_id, parent_id, count(*) AS children, bool_and(value IS NOT NULL) AS valued "
+                "FROM nodes WHERE parent_id >= 0 GROUP BY ALL")
     _, searched = store.query(config.paths["store"], "SELECT t.method, max(c.children), bool_and(c.valued) FROM "
-                              "trees t JOIN (SELECT tree_id, parent_id, count(*) AS children, bool_and(value IS "
-                              "NOT NULL) AS valued FROM nodes WHERE parent_id >= 0 GROUP BY ALL) c USING (tree_id) "
-                              "WHERE t.stage = 'search' GROUP BY 1")
+                              f"trees t JOIN ({children}) c USING (tree_id) WHERE t.stage = 'search' GROUP BY 1")
     assert searched == [("bfs_v", 3, True)]
     mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
     [run] = mlflow.search_runs(experiment_names=["treeflow"], filter_string="attributes.run_name = 'c1'",
