@@ -136,7 +136,7 @@ class RestEMSettings(_Strict):
     samples: int = Field(16, ge=1, description="samples per training problem (cut to `token_budget`)")
     token_budget: int | None = Field(
         None, description="generated tokens per training problem (default: search.token_budget, else "
-                          "evaluation.token_budget), the same cap the search flywheel's MCTS runs under")
+                          "evaluation.token_budget), the same cap the search flywheel's tree search runs under")
 
 
 class TrainingSearch(_Strict):

@@ -5,8 +5,7 @@ the models of iteration i-1, stores the trees, fine-tunes the policy on the corr
 retrains the value model (and the ORM, when enabled) on the store's step targets, then evaluates every
 method on the same test problems at the same token budget. The flywheel generates by a value-guided tree
 search (`training_search`: MCTS-alpha or BFS-V); ReST-EM samples k solutions per problem under the same
-per-problem token cap. Each iteration is an MLflow run
-nested under the flow's run.
+per-problem token cap. Each iteration is an MLflow run nested under the flow's run.
 """
 
 from __future__ import annotations
