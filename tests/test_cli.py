@@ -57,11 +57,11 @@ def test_a_setting_can_be_changed_alone_from_the_command_line():
 
     path = Path(__file__).parents[1] / "configs" / "testbed.yaml"
     base = load_config(path)
-    changed = load_config(path, parse_overrides(["sft.epochs=3", "search.k=2", "iterations=1"]))
-    assert (changed.sft.epochs, changed.search.k, changed.iterations) == (3.0, 2, 1)
+    changed = load_config(path, parse_overrides(["sft.epochs=5", "search.k=2", "iterations=1"]))
+    assert (changed.sft.epochs, changed.search.k, changed.iterations) == (5.0, 2, 1)
     assert changed.sft.learning_rate == base.sft.learning_rate == 5e-4  # the file's other SFT settings stay
     assert changed.search.simulations == base.search.simulations
-    assert base.sft.epochs == 1.0 and load_config(path, {"sft.learning_rate": 1e-3}).sft.epochs == 1.0
+    assert base.sft.epochs == 3.0 and load_config(path, {"sft.learning_rate": 1e-3}).sft.epochs == 3.0
     assert load_config(path, {"sft": {"learning_rate": 1e-3}}).sft.epochs == 2.0  # a mapping replaces the file's
     bad = [(["sft.epochz=3"], "unknown key 'sft.epochz'"), (["iterations.x=1"], "'iterations' is not a mapping"),
            (["sft.epochs"], "expected KEY=VALUE"), (["sft.epochs=[3"], "not YAML")]
