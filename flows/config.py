@@ -31,19 +31,22 @@ class TaskSettings(_Strict):
     """Which problems: `options` go to the task's loader (e.g. arithmetic's n_ops, gsm8k's source, math's
     source, levels and subjects)."""
 
-    name: Literal["arithmetic", "countdown", "game24", "gsm8k", "math"] = "arithmetic"
+    name: Literal["arithmetic", "countdown", "game24", "gsm8k", "math"] = Field(
+        "arithmetic", description="the task: its problems, step format and answer checker (problems/)")
     train_per_iteration: int = Field(256, ge=1, description="fresh training problems searched per iteration")
     test_size: int = Field(200, ge=1, description="test problems every method is evaluated on")
-    options: dict = Field(default_factory=dict)
+    options: dict = Field(default_factory=dict, description="the task loader's settings, e.g. {source: "
+                                                            "../shared/data/gsm8k} or {levels: [4, 5]} for math")
 
 
 class PolicySettings(_Strict):
     """The policy: a model directory / hub id, or None for the built-in tiny model (bootstrapped, cached)."""
 
-    path: str | None = None
-    temperature: float = Field(0.7, ge=0.0)
-    max_step_tokens: int = Field(24, ge=1)
-    max_batch_rows: int = Field(512, ge=1)
+    path: str | None = Field(None, description="a model directory, hub id or models:/NAME@ALIAS (None: the tiny "
+                                               "model of `tiny`)")
+    temperature: float = Field(0.7, ge=0.0, description="sampling temperature of every sampled step")
+    max_step_tokens: int = Field(24, ge=1, description="a step ends at a newline, EOS or this many tokens")
+    max_batch_rows: int = Field(512, ge=1, description="rows per forward pass of the policy (memory bound)")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
     device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ..., or auto "
@@ -61,8 +64,8 @@ class ValueBootstrap(_Strict):
     init: str | None = Field(None, description="the causal LM (directory, hub id or models:/ URI) the first "
                                                "value model is trained from, e.g. a larger LM than the policy "
                                                "(ReST-MCTS*); default: the policy")
-    problems: int = Field(256, ge=1)
-    rollouts: int = Field(8, ge=1)
+    problems: int = Field(256, ge=1, description="training problems sampled for the first value model's targets")
+    rollouts: int = Field(8, ge=1, description="samples per problem")
 
     @model_validator(mode="after")
     def _one_start(self) -> ValueBootstrap:
@@ -79,7 +82,8 @@ Method = Literal["greedy", "self_consistency", "best_of_n_orm", "best_of_n_prm",
 class EvaluationSettings(_Strict):
     """Every method runs on the same test problems with the same per-problem generated-token budgets."""
 
-    methods: list[Method] = ["greedy", "self_consistency", "mcts_alpha"]
+    methods: list[Method] = Field(["greedy", "self_consistency", "mcts_alpha"],
+                                  description="methods evaluated at iteration 0 (search.METHODS)")
     later_methods: list[Method] | None = Field(
         None, description="methods evaluated after iterations 1.. (default: all of `methods`)")
     token_budget: int = Field(800, ge=1, description="generated tokens per problem; tree searches stop at it, "
@@ -87,6 +91,10 @@ class EvaluationSettings(_Strict):
     budgets: list[int] | None = Field(
         None, description="evaluate every method at each of these budgets (default: [token_budget])")
     max_samples: int = Field(16, ge=1, description="Self-Consistency / Best-of-N pool size (cut to the budget)")
+    test_sizes: dict[Method, int] = Field(
+        default_factory=dict, description="methods evaluated on another number of test problems than "
+                                          "task.test_size, e.g. {greedy: 2000}: greedy is cheap, and on 2,000 "
+                                          "problems one standard error is about 1 point instead of 3 on 200")
     settings: dict[str, dict] = Field(
         default_factory=dict, description="per-method settings over the defaults, e.g. {dfs_v: {k: 3}}; "
                                           "mcts_alpha and bfs_v start from `search` and `bfs_v`")
@@ -104,6 +112,9 @@ class EvaluationSettings(_Strict):
                     raise ValueError(f"settings.{name}: unknown key '{key}' (known: {', '.join(sorted(fields))})")
         if self.budgets is not None and (not self.budgets or min(self.budgets) < 1):
             raise ValueError("budgets: a non-empty list of positive token counts")
+        for name, size in self.test_sizes.items():
+            if size < 1:
+                raise ValueError(f"test_sizes.{name}: expected at least 1 test problem, got {size}")
         return self
 
 
@@ -124,7 +135,7 @@ class ORMSettings(_Strict):
     """An outcome reward model trained each iteration (TRL RewardTrainer on correct-vs-wrong final answers
     of the same tree); Best-of-N ORM then reads it instead of the value model."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="train an ORM each iteration")
     pairs_per_tree: int = Field(4, ge=1, description="at most this many (correct, wrong) pairs per tree")
     training: RewardSettings = RewardSettings(max_steps=100)
 
@@ -144,7 +155,7 @@ class TrainingSearch(_Strict):
     as `bfs_v` says, each with `settings` over those for training only (evaluation keeps its own), and capped
     at `search.token_budget` generated tokens per problem, the cap ReST-EM samples under."""
 
-    method: Literal["mcts_alpha", "bfs_v"] = "mcts_alpha"
+    method: Literal["mcts_alpha", "bfs_v"] = Field("mcts_alpha", description="the tree search that generates")
     settings: dict[str, int | float | bool | str | None] = Field(
         default_factory=dict, description="settings of `method` over `search` / `bfs_v`, e.g. {k: 10, beam: 1}")
 
@@ -164,7 +175,7 @@ class GenerationSettings(_Strict):
     """How training-problem generation fans out: shards of `shard_size` problems, each one search task
     writing one Parquet shard, `parallelism` at a time; then one ingest."""
 
-    shard_size: int = Field(256, ge=1)
+    shard_size: int = Field(256, ge=1, description="problems per search task and Parquet shard")
     parallelism: int = Field(1, ge=1, description="shards searched at once")
     runner: Literal["local", "deployment", "ray"] = Field(
         "local", description="local: the flow's task runner; deployment: a run of `deployment` per shard (GPU "
@@ -179,7 +190,8 @@ class TrainingPlacement(_Strict):
     """Where each iteration's training runs: in the flow's process, or as a run of `deployment` (a `train`
     deployment on the GPU work pool; it must share the work directory)."""
 
-    runner: Literal["local", "deployment"] = "local"
+    runner: Literal["local", "deployment"] = Field("local", description="local: in the flow's process; "
+                                                                      "deployment: a run of `deployment`")
     deployment: str = Field("train/treeflow", description="FLOW/DEPLOYMENT the training runs as (runner: "
                                                           "deployment)")
 
@@ -187,7 +199,7 @@ class TrainingPlacement(_Strict):
 class RegistrySettings(_Strict):
     """Register every trained model in MLflow (alias `candidate`); move `champion` when the gate passes."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="register the models and move the aliases")
     gate_metric: str = Field("greedy/accuracy", description="METHOD/FIELD of the iteration's evaluation rows")
     margin: float = Field(0.0, description="the candidate must reach the reference plus this")
 
@@ -203,12 +215,12 @@ class RegistrySettings(_Strict):
 class FlywheelConfig(_Strict):
     """One flywheel run: search -> store -> SFT policy -> retrain value -> evaluate, `iterations` times."""
 
-    workdir: str = "work"
+    workdir: str = Field("work", description="the run's store, shards, models, MLflow database and cache")
     cache_dir: str | None = Field(None, description="bootstrap cache (default: <workdir>/cache)")
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                                description="restarting a run with its run id resumes it (default: a new id)")
-    iterations: int = Field(2, ge=0)
-    seed: int = 0
+    iterations: int = Field(2, ge=0, description="iterations after iteration 0 (which evaluates the start)")
+    seed: int = Field(0, description="seed of every sampling stream, training and held-out split of the run")
     batch_size: int = Field(64, ge=1, description="trees searched in lockstep per batch")
     task: TaskSettings = TaskSettings()
     policy: PolicySettings = PolicySettings()
@@ -259,12 +271,27 @@ class FlywheelConfig(_Strict):
                              f"(evaluation.later_methods: {', '.join(later)})")
         return self
 
+    def test_size(self, method: str) -> int:
+        """How many test problems `method` is evaluated on."""
+        return self.evaluation.test_sizes.get(method, self.task.test_size)
+
     @property
     def paths(self) -> dict[str, Path]:
         root = Path(self.workdir)
         return {"root": root, "store": root / "traces.duckdb", "models": root / "models",
                 "shards": root / "shards", "mlflow": root / "mlflow.db", "artifacts": root / "mlartifacts",
                 "cache": Path(self.cache_dir) if self.cache_dir else root / "cache"}
+
+
+def default_config_path() -> Path:
+    """The built-in configuration, the CPU testbed's recipe (configs/testbed.yaml): what `treeflow demo` runs, and
+    every command given no --config. Found beside the package, else under the working directory (an image that
+    installs treeflow and keeps the repository's configs/ there)."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (path := root / "configs" / "testbed.yaml").is_file():
+            return path
+    raise ConfigError("configs/testbed.yaml: the built-in configuration is not beside treeflow or in the working "
+                      "directory; give --config")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> FlywheelConfig:
@@ -334,14 +361,15 @@ def method_configs(config: FlywheelConfig) -> dict:
 #: `treeflow report`: the budgets compared, and what --quick changes in the testbed configuration
 FULL_BUDGETS, QUICK_BUDGETS = [200, 400, 800, 1600], [200, 800]
 QUICK = {"iterations": 1, "task": {"train_per_iteration": 64, "test_size": 40}, "value": {"problems": 128},
-         "value_training": {"max_steps": 50}, "mix_demos": 1000, "registry": {"enabled": False}}
+         "value_training": {"max_steps": 50}, "mix_demos": 1000, "registry": {"enabled": False},
+         "evaluation": {"test_sizes": {}}}
 
 
 def report_config(path: str | None, workdir: str | None, quick: bool) -> FlywheelConfig:
     """The report's configuration: `path` (default: the testbed's, in work/report), smaller with `quick`;
     `workdir` overrides the file's."""
     if path is None:
-        path, workdir = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml", workdir or "work/report"
+        path, workdir = default_config_path(), workdir or "work/report"
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")

@@ -24,13 +24,21 @@ LOGIT_HEAD = "treeflow_logit_head"
 class SFTSettings:
     """Policy distillation (TRL SFTTrainer, loss on completion tokens only)."""
 
+    #: passes over the training rows
     epochs: float = 2.0
+    #: stop after this many optimizer steps (-1: epochs decide)
     max_steps: int = -1
+    #: peak learning rate
     learning_rate: float = 5e-4
+    #: rows per optimizer step
     batch_size: int = 64
+    #: warmup: steps, or a fraction of all steps when below 1
     warmup_steps: float = 0.0
+    #: transformers scheduler name
     lr_scheduler: str = "cosine"
+    #: rows are cut to this many tokens
     max_length: int = 128
+    #: seed of the data order
     seed: int = 0
 
 
@@ -45,13 +53,21 @@ class ValueSettings:
     (TS-LLM's token-level critic).
     """
 
+    #: passes over the value rows
     epochs: float = 2.0
+    #: stop after this many optimizer steps (-1: epochs decide)
     max_steps: int = -1
+    #: peak learning rate
     learning_rate: float = 1e-3
+    #: rows per optimizer step
     batch_size: int = 64
+    #: rows are cut to this many tokens
     max_length: int = 128
+    #: seed of the head's initialisation and the data order
     seed: int = 0
+    #: mse: regress targets in [-1, 1]; bce: a logit on labels mapped to [0, 1]
     loss: Literal["mse", "bce"] = "mse"
+    #: step_end: each step's last token is labelled; every: all its tokens (TS-LLM's critic)
     label_tokens: Literal["step_end", "every"] = "step_end"
 
 
@@ -59,12 +75,19 @@ class ValueSettings:
 class RewardSettings:
     """ORM training: TRL RewardTrainer (Bradley-Terry) on (correct, wrong) final-answer pairs."""
 
+    #: passes over the pairs
     epochs: float = 1.0
+    #: stop after this many optimizer steps (-1: epochs decide)
     max_steps: int = -1
+    #: peak learning rate
     learning_rate: float = 1e-3
+    #: pairs per optimizer step
     batch_size: int = 32
+    #: texts are cut to this many tokens
     max_length: int = 128
+    #: TRL's penalty keeping rewards centred on 0 (None: off)
     center_rewards: float | None = 0.01
+    #: seed of the data order
     seed: int = 0
 
 

@@ -20,12 +20,19 @@ from problems.steps import final_step
 class ArithmeticConfig:
     """How problems are drawn. Each split has its own seed stream derived from `seed`."""
 
+    #: operations applied to the starting number
     n_ops: int = 3
+    #: every intermediate value stays in 0..max_value
     max_value: int = 99
+    #: smallest number added or subtracted
     min_addend: int = 2
+    #: largest number added or subtracted
     max_addend: int = 30
+    #: smallest multiplier
     min_multiplier: int = 2
+    #: largest multiplier
     max_multiplier: int = 4
+    #: seed of the problem streams (each split draws its own)
     seed: int = 0
 
 

@@ -21,12 +21,19 @@ from search.types import Canonical, Evaluate, Propose
 class BFSVConfig:
     """k children per frontier node, `beam` kept per depth."""
 
+    #: candidate steps sampled per frontier node
     k: int = 4
+    #: states kept per depth, by value
     beam: int = 2
+    #: steps at most in a path
     max_depth: int = 8
+    #: sampling temperature (None: the policy's)
     temperature: float | None = None
+    #: each expansion's first candidate is the greedy step
     greedy_first: bool = False
+    #: generated tokens a problem; the search stops at it
     token_budget: int | None = None
+    #: sampling seed
     seed: int = 0
 
 

@@ -37,21 +37,37 @@ from search.types import Canonical, Evaluate, Propose
 class MCTSAlphaConfig:
     """Settings of MCTS-alpha; c_base and c_init as in TS-LLM's released runs."""
 
+    #: simulations from the current root before each real step
     simulations: int = 8
+    #: candidate steps sampled per expansion
     k: int = 4
+    #: PUCT c_base (TS-LLM: 19652)
     c_base: float = 19652.0
+    #: PUCT c_init (TS-LLM: 3)
     c_init: float = 3.0
+    #: temperature of the move chosen from visit counts (0: argmax)
     tau: float = 0.0
+    #: steps at most in a path
     max_depth: int = 8
+    #: sampling temperature of candidates (None: the policy's)
     temperature: float | None = None
+    #: each expansion's first candidate is the greedy step
     greedy_first: bool = False
+    #: Dirichlet noise on the root's priors
     root_noise: bool = False
+    #: the noise's alpha
     dirichlet_alpha: float = 0.3
+    #: the noise's weight
     dirichlet_frac: float = 0.25
+    #: generated tokens a problem; the search stops at it
     token_budget: int | None = None
+    #: paths per problem: after a terminal, search again from the original root
     paths: int = 1
+    #: keep the tree's statistics between paths, reset them, or clear the tree
     between_paths: Literal["keep", "reset", "clear"] = "keep"
+    #: how paths' answers become one: majority, value-weighted vote, or the max-value path
     aggregate: Literal["majority", "vote", "max"] = "majority"
+    #: sampling seed
     seed: int = 0
 
 

@@ -142,3 +142,27 @@ def test_the_tiny_policy_and_the_task_must_agree_on_countdown(tmp_path, capsys):
            "bootstrapped on countdown, not arithmetic")
     _fails(tmp_path, capsys, "task:\n  name: countdown\ntiny:\n  countdown: {}\n",
            "'tiny': Value error, error_rate")
+
+
+def test_the_configuration_reference_is_current_and_a_config_prints_as_it_runs(capsys):
+    import yaml
+
+    from flows.config import FlywheelConfig
+    from flows.reference import reference
+
+    doc = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
+    assert doc == reference(), "docs/config.md is stale: run `treeflow config --reference > docs/config.md`"
+    assert main(["config", "--reference"]) == 0 and capsys.readouterr().out == doc
+    keys = [line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")]
+    assert len(keys) == len(set(keys)) and {"search.c_base", "evaluation.test_sizes", "tiny.sft.learning_rate",
+                                            "training_search.settings", "registry.gate_metric"} <= set(keys)
+    assert "| `search.c_base` | `19652.0` | PUCT c_base (TS-LLM: 19652) |" in doc  # a dataclass field's comment
+    assert main(["config"]) == 0  # the built-in recipe, every default filled in
+    printed = FlywheelConfig.model_validate(yaml.safe_load(capsys.readouterr().out))
+    assert printed.training_search.method == "bfs_v" and printed.evaluation.test_sizes == {"greedy": 2000}
+    assert printed.seed == 0 and printed.sft.epochs == 3.0
+
+
+def test_a_test_size_below_one_is_named(tmp_path, capsys):
+    _fails(tmp_path, capsys, "evaluation:\n  test_sizes: {greedy: 0}\n", "test_sizes.greedy")
+    _fails(tmp_path, capsys, "evaluation:\n  test_sizes: {gredy: 10}\n", "evaluation.test_sizes.gredy")
