@@ -1,5 +1,5 @@
-"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, serve, pools, evaluate, plot, view,
-export, sql."""
+"""The `treeflow` command: demo (the main job), flywheel, rest-em, run, serve, pools, evaluate, report, plot,
+view, export, sql, config, bootstrap."""
 
 from __future__ import annotations
 
@@ -17,10 +17,26 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     parser = argparse.ArgumentParser(prog="treeflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="bootstrap the tiny model if needed, then run the flywheel "
-                                       "on the built-in task")
+    demo = sub.add_parser("demo", help="the flywheel on the built-in testbed recipe (configs/testbed.yaml) from "
+                                       "the shipped tiny policy, then one screen and a picture of what it showed")
     demo.add_argument("--workdir", default="work")
     demo.add_argument("--iterations", type=int, default=None)
+    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument("--retrain-bootstrap", action="store_true",
+                      help="train the tiny policy from its recipe first (about 12 min on 2 cores) instead of "
+                           "starting from the shipped one, and say whether it came out the same")
+    cfg = sub.add_parser("config", help="print a config as it will run (validated, every default filled in), or "
+                                        "the reference of every key (--reference, docs/config.md)")
+    cfg.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
+    cfg.add_argument("--reference", action="store_true", help="every key with its default and what it does, "
+                                                              "as Markdown")
+    boot = sub.add_parser("bootstrap", help="the config's tiny policy: from the cache, the shipped copy "
+                                            "(verified) or trained from its recipe; --ship writes it into "
+                                            "models/assets")
+    boot.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
+    boot.add_argument("--workdir", default=None, help="overrides the config's workdir (its cache/ is used)")
+    boot.add_argument("--retrain", action="store_true", help="train from the recipe even when cached or shipped")
+    boot.add_argument("--ship", action="store_true", help="copy the result into models/assets with its manifest")
     run = sub.add_parser("run", help="run the flywheel from a YAML config")
     run.add_argument("--config", required=True)
     run.add_argument("--workdir", default=None, help="overrides the config's workdir")
@@ -29,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
                        ("rest-em", "the ReST-EM baseline (k samples per training problem, same token cap)")):
         cmd = sub.add_parser(name, help=f"run {what}; prints greedy and MCTS-alpha accuracy and the value "
                                         "model's held-out AUC per iteration")
-        cmd.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+        cmd.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
         cmd.add_argument("--iterations", type=int, default=None)
         cmd.add_argument("--workdir", default=None, help="overrides the config's workdir")
         cmd.add_argument("--run-id", default=None)
     serve = sub.add_parser("serve", help="a Prefect server on 127.0.0.1 (or $PREFECT_API_URL's) and treeflow's "
                                          "deployments served from this process, the flywheel on a schedule")
-    serve.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+    serve.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
     serve.add_argument("--workdir", default=None, help="overrides the config's workdir")
     serve.add_argument("--cron", default=None, help="the flywheel's schedule (default: '0 2 * * *', nightly)")
     serve.add_argument("--timezone", default=None, help="of the schedule (default: Europe/Berlin for the cron)")
@@ -50,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     pools.add_argument("--parents", type=int, default=1, help="flywheel / ReST-EM runs at once on the CPU pool")
     ev = sub.add_parser("evaluate", help="every method at the same generated-token budgets; rows to the store "
                                          "and MLflow, and a PNG of accuracy vs tokens")
-    ev.add_argument("--config", default=None, help="YAML config (default: the built-in demo configuration)")
+    ev.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
     ev.add_argument("--workdir", default=None, help="overrides the config's workdir")
     ev.add_argument("--budgets", default="256,512,1024,2048", help="comma-separated tokens per problem")
     ev.add_argument("--methods", default=None, help="comma-separated (default: the config's evaluation.methods)")
@@ -112,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             return _view(args)
         if args.command == "pools":
             return _pools(args.gpus, args.parents)
+        if args.command == "config":
+            return _print_config(args.config, args.reference)
         config = _config(args)
         preflight(config)
         env.configure(config.workdir)
+        if args.command == "bootstrap":
+            return _bootstrap(config, args.retrain, args.ship)
+        if args.command == "demo":
+            return _demo(config, args.retrain_bootstrap)
         if args.command == "evaluate":
             return _evaluate(config, _ints(args.seeds, "--seeds"), args.plot)
         if args.command == "serve":
@@ -148,18 +170,16 @@ def _is_bad_input(e: Exception) -> bool:
 
 
 def _config(args):
-    from flows.config import FlywheelConfig, load_config
+    from flows.config import default_config_path, load_config
 
     if args.command == "demo":
         overrides = {"workdir": args.workdir}
-        if args.iterations is not None:
-            overrides["iterations"] = args.iterations
-        return FlywheelConfig(**overrides)
+        overrides.update({k: v for k, v in (("iterations", args.iterations), ("seed", args.seed))
+                          if v is not None})
+        return load_config(default_config_path(), overrides)
     if args.command == "evaluate":
         return _evaluate_config(args)
     overrides = {"workdir": args.workdir} if args.workdir else {}
-    if args.command == "serve" and args.config is None:
-        return FlywheelConfig(**overrides)
     if args.command == "report":
         from flows.config import report_config
 
@@ -167,9 +187,7 @@ def _config(args):
     if args.command in ("flywheel", "rest-em"):
         overrides.update({k: v for k, v in (("iterations", args.iterations), ("run_id", args.run_id))
                           if v is not None})
-        if args.config is None:
-            return FlywheelConfig(**overrides)
-    return load_config(args.config, overrides)
+    return load_config(args.config or default_config_path(), overrides)
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -185,9 +203,9 @@ def _evaluate_config(args):
     """The evaluation's configuration: a YAML file or the demo defaults, with the command line on top."""
     from pydantic import ValidationError
 
-    from flows.config import ConfigError, FlywheelConfig, _describe, load_config
+    from flows.config import ConfigError, FlywheelConfig, _describe, default_config_path, load_config
 
-    data = (load_config(args.config) if args.config else FlywheelConfig()).model_dump()
+    data = load_config(args.config or default_config_path()).model_dump()
     if args.workdir:
         data["workdir"] = args.workdir
     evaluation = data["evaluation"]
@@ -225,7 +243,8 @@ def preflight(config) -> None:
         from flows.generate import require_ray
 
         require_ray()
-    select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
+    test_size = max([config.task.test_size, *config.evaluation.test_sizes.values()])
+    select_problems(config.task.name, "test", 0, test_size, config.task.options)
     select_problems(config.task.name, "train", 0, 1, config.task.options)
 
 
@@ -256,6 +275,79 @@ def _run(config, generator: str) -> int:
 
     console.print(f"wall time {wall / 60:.1f} min; store {Path(config.paths['store'])}; "
                   f"MLflow {tracking_uri(config.paths['mlflow'])}")
+    return 0
+
+
+def _print_config(path: str | None, reference: bool) -> int:
+    import yaml
+
+    from flows.config import default_config_path, load_config
+    from flows.reference import reference as config_reference
+
+    if reference:
+        sys.stdout.write(config_reference())
+        return 0
+    config = load_config(path or default_config_path())
+    sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return 0
+
+
+def _bootstrap_tiny(config, retrain: bool) -> str:
+    """The config's tiny policy in its cache (from the cache, the shipped copy, or trained), with a progress bar
+    while it trains."""
+    from models.tiny import bootstrap, bootstrap_steps
+    from tasks.progress import bar
+
+    with bar("bootstrap tiny policy", bootstrap_steps(config.tiny)) as update:
+        return str(bootstrap(config.tiny, config.paths["cache"], retrain=retrain,
+                             progress=lambda s, _: update(s)))
+
+
+def _compare_with_shipped(config, policy: str) -> str:
+    """Whether a (re)trained tiny policy's files are the shipped copy's, file by file."""
+    from models.tiny import file_digests, shipped
+
+    source = shipped(config.tiny)
+    if source is None:
+        return f"{policy}: treeflow ships no copy of this recipe ({config.tiny.digest()}) to compare with"
+    mine, theirs = file_digests(policy), file_digests(source)
+    differ = [name for name in theirs if name != "treeflow_recipe.json" and mine.get(name) != theirs[name]]
+    if not differ:
+        return f"{policy}: the same files as the shipped {source.name}, byte for byte"
+    return (f"{policy}: differs from the shipped {source.name} in {', '.join(differ)} (CPU training is "
+            "reproducible on one machine and torch build, not across them)")
+
+
+def _bootstrap(config, retrain: bool, ship: bool) -> int:
+    from flows.config import ConfigError
+    from models.tiny import ship as ship_dir
+
+    if config.policy.path is not None:
+        raise ConfigError(f"policy.path is {config.policy.path}: there is no tiny policy to bootstrap")
+    policy = _bootstrap_tiny(config, retrain)
+    print(_compare_with_shipped(config, policy) if retrain else policy)
+    if ship:
+        print(f"shipped: {ship_dir(policy)}")
+    return 0
+
+
+def _demo(config, retrain_bootstrap: bool) -> int:
+    from rich.console import Console
+
+    from flows import demo
+    from flows.flywheel import flywheel
+
+    t0 = time.perf_counter()
+    console = Console(width=max(Console().width, 120))
+    if retrain_bootstrap:
+        console.print(_compare_with_shipped(config, _bootstrap_tiny(config, retrain=True)), highlight=False)
+    result = flywheel(config)
+    wall = time.perf_counter() - t0
+    figure = demo.plot(result, Path(config.workdir) / f"{result['run_id']}.png",
+                       f"treeflow demo: chain arithmetic, configs/testbed.yaml, seed {config.seed}")
+    console.rule("treeflow demo: the search flywheel on chain arithmetic (configs/testbed.yaml, seed "
+                 f"{config.seed})")
+    demo.print_screen(console, config, result, wall, figure, demo.champion())
     return 0
 
 

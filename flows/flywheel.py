@@ -33,9 +33,9 @@ GENERATORS = ("search", "rest_em")  # the flywheel generates by tree search, ReS
 
 @task(name="bootstrap-policy", cache_policy=NONE, persist_result=False)
 def bootstrap_policy_task(config: FlywheelConfig) -> str:
-    """The policy to start from: the configured directory, or the tiny model (trained once, cached)."""
+    """The policy to start from: the configured directory, or the tiny model (shipped or trained once, cached)."""
     from models.errors import resolve_model
-    from models.tiny import bootstrap, bootstrap_steps, cached
+    from models.tiny import bootstrap, bootstrap_steps, cached, shipped
     from tasks.progress import bar
 
     if config.policy.path is not None:
@@ -43,6 +43,8 @@ def bootstrap_policy_task(config: FlywheelConfig) -> str:
     recipe = config.tiny
     if (hit := cached(recipe, config.paths["cache"])) is not None:
         return str(hit)
+    if shipped(recipe) is not None:  # verified and copied into the cache
+        return str(bootstrap(recipe, config.paths["cache"]))
     with bar("bootstrap tiny policy", bootstrap_steps(recipe)) as update:
         return str(bootstrap(recipe, config.paths["cache"], progress=lambda s, _: update(s)))
 
@@ -61,8 +63,8 @@ def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, meth
     return str(config.paths["shards"] / run_id / f"it{iteration}-{stage}-{method}")
 
 
-#: how the bootstrap rollouts are sampled, in the value cache's key: since session 21 a path is decoded in one go
-#: (`TransformersPolicy.propose_paths`), which draws other samples from the same seed than step by step did
+#: how the bootstrap rollouts are sampled, in the value cache's key: a path is decoded in one go
+#: (`TransformersPolicy.propose_paths`), which draws other samples from the same seed than step by step does
 _ROLLOUTS = "paths-in-one-go"
 _HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the cached value model's key alone
 
@@ -118,7 +120,7 @@ def _evaluate(config: FlywheelConfig, run_id: str, iteration: int, policy: str, 
         verifier = orm if method == "best_of_n_orm" and orm else value
         kwargs = dict(**search_kwargs(config, run_id, policy, verifier), split="test", method=method,
                       method_config=configs[method], iteration=iteration, stage="eval", budgets=budgets)
-        stats = _fan_out(config, kwargs, 0, config.task.test_size,
+        stats = _fan_out(config, kwargs, 0, config.test_size(method),
                          _shard(config, run_id, iteration, f"eval-s{config.seed}", method))
         for budget, costs in stats["costs"].items():
             rows.append(summarize_task(str(config.paths["store"]), run_id, iteration, method, "test", budget,
@@ -140,8 +142,8 @@ def metric_key(row: dict, budgets: list[int]) -> str:
 def flywheel(config: FlywheelConfig) -> dict:
     """Run the search flywheel (the tree search `training_search` names generates the training traces).
 
-    Returns `{"evaluations": one row per (iteration, method, budget), "iterations": one row per iteration
-    with its training figures}`.
+    Returns `{"run_id", "evaluations": one row per (iteration, method, budget), "iterations": one row per
+    iteration with its training figures}`.
     """
     return _run(config, "search")
 
@@ -201,7 +203,7 @@ def _run(config: FlywheelConfig, generator: str) -> dict:
                                      step=iteration)
                 if config.registry.enabled and iteration > 0:
                     _register(config, run_id, iteration, models, table, it_run.info.run_id)
-    return {"evaluations": table, "iterations": iterations}
+    return {"run_id": run_id, "evaluations": table, "iterations": iterations}
 
 
 def _value_figures(metrics: dict) -> dict:

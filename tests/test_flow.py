@@ -16,6 +16,7 @@ from tasks.train import held_out_sql
 
 METHODS = ["greedy", "self_consistency", "mcts_alpha", "bfs_v"]
 LATER = ["greedy", "mcts_alpha", "best_of_n_orm"]  # evaluated after iteration 1 (`evaluation.later_methods`)
+GREEDY_PROBLEMS = 6  # greedy on more test problems than the other methods' 4 (`evaluation.test_sizes`)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def flywheel_run(prefect_harness, tmp_path_factory, tiny_recipe, tiny_policy_dir
         workdir=str(workdir), cache_dir=str(tiny_policy_dir.parent.parent), run_id="t1", iterations=1,
         batch_size=4, tiny=tiny_recipe, task=TaskSettings(train_per_iteration=6, test_size=4),
         value=ValueBootstrap(problems=6, rollouts=2), search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
-        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS, later_methods=LATER),
+        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=METHODS, later_methods=LATER,
+                                      test_sizes={"greedy": GREEDY_PROBLEMS}),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
         value_training=ValueSettings(max_steps=2, batch_size=8), value_targets="math_shepherd_hard",
         value_holdout=0.3, orm=ORMSettings(enabled=True, training=RewardSettings(max_steps=2, batch_size=4)))
@@ -39,7 +41,7 @@ def test_table_has_every_method_and_iteration(flywheel_run):
     _, table, _ = flywheel_run
     assert {(r["iteration"], r["method"]) for r in table} == {(0, m) for m in METHODS} | {(1, m) for m in LATER}
     for r in table:
-        assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == 4
+        assert 0 <= r["accuracy"] <= 1 and r["n_problems"] == (GREEDY_PROBLEMS if r["method"] == "greedy" else 4)
         assert (r["value_states_per_problem"] > 0) == (r["method"] in ("mcts_alpha", "bfs_v", "best_of_n_orm"))
         assert r["value_auc"] is None or 0 <= r["value_auc"] <= 1
 
@@ -49,7 +51,8 @@ def test_trees_are_in_duckdb(flywheel_run):
     path = config.paths["store"]
     _, rows = store.query(path, "SELECT stage, iteration, method, count(*) FROM trees GROUP BY ALL ORDER BY ALL")
     expected = [("bootstrap", 0, "self_consistency", 6), ("search", 1, "mcts_alpha", 6)]
-    expected += [("eval", 0, m, 4) for m in METHODS] + [("eval", 1, m, 4) for m in LATER]
+    expected += [("eval", i, m, GREEDY_PROBLEMS if m == "greedy" else 4)
+                 for i, methods in ((0, METHODS), (1, LATER)) for m in methods]
     assert rows == sorted(expected)
     # every tree has exactly one root, and node rows match what the trees say they generated
     _, bad = store.query(path, "SELECT t.tree_id FROM trees t JOIN nodes n USING (tree_id) GROUP BY t.tree_id "
@@ -415,3 +418,65 @@ def test_the_confidence_value_model_trains_guides_search_and_is_measured(prefect
     heldout = result["iterations"][1]["value_heldout_auc"]
     metrics = json.loads((models / "value-it1" / "treeflow_value_metrics.json").read_text())
     assert metrics["heldout_states"] > 0 and heldout == metrics["heldout_auc"]
+
+
+def test_the_demo_screen_says_what_the_run_showed_and_its_commands_work(flywheel_run, tmp_path, capsys):
+    """`treeflow demo`'s screen and picture from a real run: greedy per iteration with its standard error, every
+    method of iteration 0, the champion the registry holds, and commands that run as printed."""
+    import io
+    import re
+    import shlex
+
+    from rich.console import Console
+
+    from flows import demo
+
+    config, table, iterations = flywheel_run
+    mlflow.set_tracking_uri(f"sqlite:///{config.paths['mlflow'].resolve()}")
+    best = demo.champion()
+    aliases = mlflow.MlflowClient().get_registered_model("treeflow-policy").aliases
+    assert (best is None) == ("champion" not in aliases)
+    result = {"run_id": "t1", "evaluations": table, "iterations": iterations}
+    figure = demo.plot(result, tmp_path / "demo.png", "demo")
+    assert figure.stat().st_size > 10_000
+    console = Console(width=240, record=True, file=io.StringIO())
+    demo.print_screen(console, config, result, 75.0, figure, best)
+    text = console.export_text()
+    for r in table:
+        if r["method"] == "greedy":
+            start = re.compile(rf"\W*{r['iteration']}\W+{r['n_problems']}\W")
+            row = next(line for line in text.splitlines() if start.match(line))
+            assert f"{100 * r['accuracy']:.1f}%" in row and f"{100 * demo.standard_error(r):.1f}" in row
+    for method in METHODS:
+        assert demo.NAMES[method] in text
+    if best is None:
+        assert "no version became champion" in text
+    else:
+        assert f"treeflow-policy version {aliases['champion']} is champion (iteration 1 of t1" in text
+    assert str(figure) in text and "wall time 1.2 min" in text
+    # the tree it points at is one where search found the answer greedy missed, when there is one
+    view = shlex.split(re.search(r"treeflow view .*", text).group(0))[2:]
+    _, found = store.query(config.paths["store"], "SELECT m.problem_id FROM trees m JOIN trees g USING "
+                           "(problem_id) WHERE m.run_id = 't1' AND g.run_id = 't1' AND m.iteration = 0 AND "
+                           "g.iteration = 0 AND m.stage = 'eval' AND g.stage = 'eval' AND m.method = 'mcts_alpha' "
+                           "AND g.method = 'greedy' AND m.correct AND NOT g.correct ORDER BY 1 LIMIT 1")
+    if found:
+        assert view[1] == found[0][0]
+    view[view.index("--out") + 1] = str(tmp_path / "tree.html")
+    assert main(["view", *view]) == 0 and (tmp_path / "tree.html").is_file()
+    for query in (demo.SQL_VALUE_VS_LABEL, demo.SQL_QUALITY_VALUES):
+        assert f'"{query}"' in text
+        assert main(["sql", query, "--store", str(config.paths["store"])]) == 0
+    assert "reaches_answer" in capsys.readouterr().out
+
+
+def test_the_search_gap_is_the_best_guided_method_against_self_consistency_in_standard_errors():
+    from flows.demo import search_gap, standard_error
+
+    rows = [{"iteration": 0, "method": m, "accuracy": a, "n_problems": 200}
+            for m, a in (("greedy", 0.2), ("self_consistency", 0.2), ("mcts_alpha", 0.4), ("bfs_v", 0.35))]
+    gap = search_gap(rows)
+    se = (standard_error(rows[1]) ** 2 + standard_error(rows[2]) ** 2) ** 0.5
+    assert gap["method"] == "mcts_alpha" and gap["points"] == pytest.approx(20.0)
+    assert gap["z"] == pytest.approx(0.2 / se) and 4 < gap["z"] < 5
+    assert search_gap([r for r in rows if r["method"] != "self_consistency"]) is None

@@ -36,12 +36,12 @@ TREEFLOW = str(Path(sys.executable).with_name("treeflow"))
 def _config(path: Path, workdir: Path, tiny_recipe, tiny_policy_dir, **over) -> Path:
     """A flywheel small enough to run in seconds, as the YAML file a user would write."""
     over = {"cache_dir": str(tiny_policy_dir.parent.parent), "generation": GenerationSettings(shard_size=2),
+            "evaluation": EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
             **over}
     config = FlywheelConfig(
         workdir=str(workdir), iterations=1, batch_size=2, tiny=tiny_recipe,
         task=TaskSettings(train_per_iteration=8, test_size=4), value=ValueBootstrap(problems=4, rollouts=2),
         search=MCTSAlphaConfig(simulations=2, k=2, max_depth=5),
-        evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy", "mcts_alpha"]),
         sft=SFTSettings(max_steps=2, batch_size=8), mix_demos=8,
         value_training=ValueSettings(max_steps=2, batch_size=8), **over)
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
@@ -84,9 +84,11 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     workdir = tmp_path / "work"
     # every shard of problems a run of the served `generate` deployment, two at a time, and each iteration's
     # training a run of the `train` deployment (as on a GPU work pool)
+    # (greedy alone is evaluated: every run of a deployment is a process of its own, ~10 s to start here)
     config = _config(tmp_path / "config.yaml", workdir, tiny_recipe, tiny_policy_dir,
                      generation=GenerationSettings(shard_size=4, parallelism=2, runner="deployment"),
-                     training=TrainingPlacement(runner="deployment"))
+                     training=TrainingPlacement(runner="deployment"),
+                     evaluation=EvaluationSettings(token_budget=60, max_samples=4, methods=["greedy"]))
     port = free_port()
     # once the server is up and the deployments are in: a schedule registered after its anchor first fires an
     # interval (a day) later. 20 s was enough on the faster machines; an AVX2 EPYC here took longer to start
@@ -111,9 +113,9 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     for r in shards:
         key = (r["parameters"]["search_kwargs"]["stage"], r["parameters"]["search_kwargs"]["iteration"])
         starts.setdefault(key, []).append(r["parameters"]["start"])
-    # 4 bootstrap problems, 4 test problems per method and iteration, 8 training problems: 4 to a shard
+    # 4 bootstrap problems, 4 test problems per iteration, 8 training problems: 4 to a shard
     assert {k: sorted(v) for k, v in starts.items()} == {
-        ("bootstrap", 0): [0], ("eval", 0): [0, 0], ("eval", 1): [0, 0], ("search", 1): [4, 8]}
+        ("bootstrap", 0): [0], ("eval", 0): [0], ("eval", 1): [0], ("search", 1): [4, 8]}
     # the first value model and iteration 1's models, each trained by a run of the `train` deployment
     assert sorted((r["parameters"]["iteration"], r["parameters"]["value_out"] is None) for r in trainings) == [
         (0, False), (1, True)]
@@ -125,7 +127,7 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     names = {r.info.run_name for r in client.search_runs([experiment])}
     assert {run_id, f"{run_id}/iteration-0", f"{run_id}/iteration-1", f"{run_id}/iteration-1/sft",
             f"{run_id}/iteration-1/value"} <= names
-    assert {"greedy/accuracy", "mcts_alpha/accuracy"} <= parent.data.metrics.keys()
+    assert "greedy/accuracy" in parent.data.metrics
     [version] = client.search_model_versions("name = 'treeflow-policy'")
     assert version.tags["treeflow.run_id"] == run_id
     monkeypatch.setenv("TREEFLOW_MODEL_CACHE", str(tmp_path / "model-cache"))
@@ -135,7 +137,7 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
     assert (local / "config.json").read_text() == (trained / "config.json").read_text()
     _, rows = store.query(workdir / "traces.duckdb", "SELECT stage, iteration, count(*) FROM trees "
                                                      "WHERE run_id = ? GROUP BY ALL ORDER BY ALL", [run_id])
-    assert rows == [("bootstrap", 0, 4), ("eval", 0, 8), ("eval", 1, 8), ("search", 1, 8)]
+    assert rows == [("bootstrap", 0, 4), ("eval", 0, 4), ("eval", 1, 4), ("search", 1, 8)]
     with pytest.raises(OSError):  # `treeflow serve` stopped its Prefect server on the way out
         urllib.request.urlopen(f"{api}/health", timeout=2)
 
