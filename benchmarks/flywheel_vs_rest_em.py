@@ -79,7 +79,7 @@ def main() -> None:
             series[name].append(rows)
     _report(series, minutes, config, args.seeds, args.retest)
     if args.retest:
-        _report_retest(series, args.retest, config.task.test_size)
+        _report_retest(series, args.retest, config.test_size("greedy"))
     searched = TRAINING_SEARCH_NAMES[config.training_search.method]
     labels = {"flywheel": f"search flywheel ({searched})", "restem": f"ReST-EM ({config.rest_em.samples} samples)"}
     panels = ITERATION_PANELS
@@ -161,7 +161,7 @@ def retest(config, run_id: str, count: int, done: dict | None = None) -> list[di
             done[policy, count] = greedy_answers(config, policy, count, shard, f"retest-{run_id}", iteration)
         correct = done[policy, count]
         rows.append({"iteration": iteration, "greedy_retest": statistics.fmean(correct[i] for i in ids),
-                     "greedy_first": statistics.fmean(correct[i] for i in ids[:config.task.test_size])})
+                     "greedy_first": statistics.fmean(correct[i] for i in ids[:config.test_size("greedy")])})
     return rows
 
 

@@ -9,7 +9,7 @@ In one run, on the same policy and problems, it prints generated tokens per seco
   once, a step at a time with the same prefix-cache reuse): the ceiling for any search that, like
   MCTS-alpha, stops at every step;
 - the same sampling with each path decoded in one go (`TransformersPolicy.propose_paths`, what the
-  sampling baselines and ReST-EM run since session 21): no state prefilled again per step;
+  sampling baselines and ReST-EM run): no state prefilled again per step;
 - MCTS-alpha run one problem at a time and one node at a time: every child sampled by its own policy
   call with its prefix recomputed, every state valued by its own call: how the reference
   implementations run. It searches the first `--alone` problems (its rate, not its total, is compared);

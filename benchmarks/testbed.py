@@ -12,12 +12,12 @@ testbed configuration, then reads the figures back from the trace store:
 - accuracy of every method at the same generated-token budget at iteration 0;
 - greedy accuracy after each flywheel iteration, and of a control fine-tuned the same way on demonstrations only.
 
-It also decodes every iteration's policy and every control greedily, as the flows evaluate greedy, on the first
-`--retest N` test problems (default 2,000; 0: none). The flows evaluate the first `task.test_size` (200 in the
-testbed), where one accuracy has a standard error of about 3 points, as large as the gaps the self-training
-checks judge; on 2,000 it is about 1 point, so those checks are made on both and the N problems' figures are the
-ones that decide (greedy decodes a path in one go, about 10 s for 2,000 problems here). `--analyze-only` reads
-seeds already run (and decodes the retest for any policy not decoded before).
+Greedy accuracy, the flows' and the control's, is judged on the first `evaluation.test_sizes.greedy` test problems
+(2,000 in the testbed, where one accuracy has a standard error of about 1 point; on the 200 the other methods run
+on it is about 3, as large as the gaps the self-training checks judge). `--retest N` also decodes every
+iteration's policy and every control greedily, as the flows do, on the first N test problems, and judges the
+self-training checks on those too: for a config whose greedy runs on few problems. `--analyze-only` reads seeds
+already run (and decodes the retest for any policy not decoded before).
 
 The bootstrap policy is cached by its recipe's hash (shared by all seeds); the value model, the
 searches and the fine-tuning are repeated per seed. Prints one table (mean, standard deviation and
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--headroom-samples", type=int, default=16)
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
     parser.add_argument("--plot", default=None, help="PNG path (default: <workdir>/testbed.png)")
-    parser.add_argument("--retest", type=int, default=2000, metavar="N",
+    parser.add_argument("--retest", type=int, default=0, metavar="N",
                         help="also decode each iteration's policy and each control greedily on the first N test "
                              "problems (0: don't)")
     parser.add_argument("--analyze-only", action="store_true",
@@ -105,7 +105,8 @@ def _figures(config, samples: int, train_control: bool = True) -> dict:
     policy, value = rows[0]
     problems = select_problems(config.task.name, "test", 0, config.task.test_size, config.task.options)
     out.update(_headroom(config, problems, policy, samples))
-    out.update(_control(config, problems, policy, train_control))
+    greedy_problems = select_problems(config.task.name, "test", 0, config.test_size("greedy"), config.task.options)
+    out.update(_control(config, greedy_problems, policy, train_control))
     out["value_auc"] = _held_out_auc(store_path, run_id, {p.id: p for p in problems}, value)
     return out
 
@@ -192,7 +193,7 @@ def _retest(config, count: int, figures: dict) -> dict:
         right = greedy_answers(config, path, count, str(config.paths["root"] / "retest" / name),
                                f"retest-{config.run_id}")
         out[f"{name}/greedy/retest"] = statistics.fmean(right[i] for i in ids)
-        first = statistics.fmean(right[i] for i in ids[:config.task.test_size])
+        first = statistics.fmean(right[i] for i in ids[:config.test_size("greedy")])
         out["retest/reproduced"] += abs(first - figures[f"{name}/greedy/accuracy"]) < 1e-9
     return out
 
@@ -262,7 +263,8 @@ def _report(per_seed: list[dict], config, minutes: float, retest: int | None = N
         for prefix, label in (("it", "greedy after iteration"), ("control", "  control (demos only)")):
             rows += [(f"{label} {i}, {retest} problems", f"{prefix}{i}/greedy/retest", True)
                      for i in range(1, config.iterations + 1)]
-    table = Table(title=f"CPU testbed, {len(per_seed)} seeds, {config.task.test_size} test problems")
+    table = Table(title=f"CPU testbed, {len(per_seed)} seeds, {config.task.test_size} test problems "
+                        f"({config.test_size('greedy')} for greedy)")
     for col in ("figure", "mean", "sd", "min", "max"):
         table.add_column(col, justify="left" if col == "figure" else "right")
     stats = {}
@@ -279,8 +281,9 @@ def _report(per_seed: list[dict], config, minutes: float, retest: int | None = N
         console.print(line)
     if retest:
         policies = sum(s["retest/policies"] for s in per_seed)
-        console.print(f"the retest's first {config.task.test_size} problems reproduce the {config.task.test_size}"
-                      f"-problem figure of {sum(s['retest/reproduced'] for s in per_seed)} of {policies} policies")
+        n, same = config.test_size("greedy"), sum(s["retest/reproduced"] for s in per_seed)
+        console.print(f"the retest's first {n} problems reproduce the {n}-problem figure of {same} of {policies} "
+                      "policies")
     console.print(f"total {minutes:.1f} min on this machine")
     if timed:
         console.print(f"{'pass' if minutes < MINUTES else 'FAIL'}  the whole benchmark in under {MINUTES} min (a "
@@ -303,8 +306,8 @@ def _plot(per_seed: list[dict], config, path: str, retest: int | None = None) ->
     left.set(xlabel="generated tokens per problem", ylabel="test accuracy (%)",
              title=f"iteration 0, {len(per_seed)} seeds (mean +- sd)")
     left.legend(fontsize=8)
-    _self_training_panel(right[0], per_seed, config, "accuracy", f"self-training, {config.task.test_size} test "
-                                                                 "problems")
+    _self_training_panel(right[0], per_seed, config, "accuracy", f"self-training, {config.test_size('greedy')} "
+                                                                 "test problems")
     if retest:
         _self_training_panel(right[1], per_seed, config, "retest", f"the same policies on {retest} test problems")
     return str(save(fig, path))

@@ -11,12 +11,24 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="treeflow-test-"))
 os.environ.setdefault("PREFECT_HOME", str(_HOME / "prefect"))
 os.environ.setdefault("TREEFLOW_PROGRESS", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one thread each (and their subprocesses)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 from flows import env  # noqa: E402  (environment first, before Prefect / MLflow import)
 
 env.configure()
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: `make test` runs the files on two workers (`pytest -n 2 --dist loadfile --no-loadscope-reorder`), each taking
+#: the next file when it is free: the slowest files go first, each beside a quick one, so both finish together
+SLOW_FIRST = ("test_service.py", "test_flow.py", "test_cli.py", "test_policy.py", "test_report.py",
+              "test_evaluate.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)

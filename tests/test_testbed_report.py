@@ -96,7 +96,8 @@ def test_the_report_prints_the_retest_rows_and_how_many_figures_it_reproduced(te
     testbed._report(per_seed, config, 1.0, 2000)
     out = " ".join(capsys.readouterr().out.split())  # as one line, however the console wraps it
     assert "greedy after iteration 3, 2000 problems" in out and "control (demos only) 3, 2000" in out
-    assert "reproduce the 200-problem figure of 20 of 21 policies" in out
+    n = config.test_size("greedy")
+    assert f"reproduce the {n}-problem figure of 20 of 21 policies" in out
     assert "under 30 min" not in out  # a retest's time is not the benchmark's
     for minutes, verdict in ((29.0, "pass"), (31.0, "FAIL")):
         testbed._report(per_seed, config, minutes, timed=True)
@@ -150,8 +151,8 @@ def test_the_retest_decodes_the_flywheels_policies_and_controls_and_reproduces_t
 
 
 def test_a_level_mean_is_not_a_rise_whatever_its_last_bit(testbed, config):
-    """Session 20's run: iteration 1's seeds 22.5, 22.0 and 26.0 % average to 0.23500000000000001 in floating
-    point, one bit above iteration 0's 0.235; that is level, not a rise."""
+    """Seeds at 22.5, 22.0 and 26.0 % average to 0.23500000000000001 in floating point, one bit above an
+    iteration 0 at 0.235; that is level, not a rise."""
     import statistics
 
     assert statistics.fmean([0.225, 0.22, 0.26]) > 0.235  # the float the check must not take for a rise
