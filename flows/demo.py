@@ -116,10 +116,7 @@ def print_screen(console, config, result: dict, wall_seconds: float, figure: Pat
     console.print(methods)
     first, last = greedy.get(0), greedy.get(max(greedy)) if greedy else None
     if first and last and last is not first:
-        rise = 100 * (last["accuracy"] - first["accuracy"])
-        se = 100 * math.hypot(standard_error(first), standard_error(last))
-        console.print(f"self-training: greedy {100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
-                      f"({rise:+.1f} points, {rise / se:+.1f} standard errors) over {max(greedy)} iterations")
+        console.print(self_training_line(first, last, max(greedy)))
     if (gap := search_gap(evaluations)) is not None:
         console.print(f"search: {NAMES[gap['method']]} minus Self-Consistency at equal tokens "
                       f"{gap['points']:+.1f} points ({gap['z']:+.1f} standard errors)")
@@ -139,6 +136,16 @@ def print_screen(console, config, result: dict, wall_seconds: float, figure: Pat
                   f"  rewards   treeflow sql --store {store} \"{SQL_VALUE_VS_LABEL}\"\n"
                   f"            treeflow sql --store {store} \"{SQL_QUALITY_VALUES}\"",
                   soft_wrap=True, highlight=False, markup=False)
+
+
+def self_training_line(first: dict, last: dict, iterations: int) -> str:
+    """Greedy accuracy from the first iteration to the last, the rise in points and in standard errors (left out
+    when both ends sit at 0 % or 100 %, where there is no spread to scale by)."""
+    rise = 100 * (last["accuracy"] - first["accuracy"])
+    se = 100 * math.hypot(standard_error(first), standard_error(last))
+    z = f", {rise / se:+.1f} standard errors" if se > 0 else ""
+    return (f"self-training: greedy {100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
+            f"({rise:+.1f} points{z}) over {iterations} iterations")
 
 
 def tree_to_show(store: str | Path, run_id: str) -> str | None:

@@ -480,3 +480,13 @@ def test_the_search_gap_is_the_best_guided_method_against_self_consistency_in_st
     assert gap["method"] == "mcts_alpha" and gap["points"] == pytest.approx(20.0)
     assert gap["z"] == pytest.approx(0.2 / se) and 4 < gap["z"] < 5
     assert search_gap([r for r in rows if r["method"] != "self_consistency"]) is None
+
+
+def test_the_self_training_line_gives_the_rise_in_points_and_standard_errors_where_there_is_spread():
+    from flows.demo import self_training_line
+
+    line = self_training_line({"accuracy": 0.224, "n_problems": 2000}, {"accuracy": 0.286, "n_problems": 2000}, 3)
+    assert line == "self-training: greedy 22.4% -> 28.6% (+6.2 points, +4.5 standard errors) over 3 iterations"
+    # a tiny run whose policy stays at 0 % (or 100 %) has no spread: the points alone, no division by zero
+    flat = self_training_line({"accuracy": 0.0, "n_problems": 3}, {"accuracy": 0.0, "n_problems": 3}, 1)
+    assert flat == "self-training: greedy 0.0% -> 0.0% (+0.0 points) over 1 iterations"
