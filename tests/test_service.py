@@ -99,7 +99,7 @@ def test_serve_runs_the_flywheel_when_its_schedule_is_due(tmp_path, monkeypatch,
                    PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_RUNNER_POLL_FREQUENCY="1")
     api = f"http://127.0.0.1:{port}/api"
     try:
-        run = _wait_for_a_finished_run(api, serve, log, timeout=300)
+        run = _wait_for_a_finished_run(api, serve, log, timeout=600)
         shards, trainings = _flow_runs(api, "generate"), _flow_runs(api, "train")
     finally:
         stop_group(serve, grace=30)
@@ -164,7 +164,26 @@ def _wait_for_a_finished_run(api: str, serve: subprocess.Popen, log: Path, timeo
         if runs:
             return runs[0]
         time.sleep(2)
-    raise AssertionError(f"no flow run finished within {timeout} s:\n{_tail(log)}")
+    raise AssertionError(f"no flow run finished within {timeout} s; the server's flow runs:\n{_runs_seen(api)}\n"
+                         f"{_tail(log)}")
+
+
+def _runs_seen(api: str) -> str:
+    """Every flow run the server knows, one line each (where a flywheel that did not finish got to)."""
+    def post(path: str, body: dict) -> list[dict]:
+        request = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        flows = {f["id"]: f["name"] for f in post("flows/filter", {})}
+        runs = post("flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    except OSError as e:
+        return f"(the server did not answer: {e})"
+    return "\n".join(f"  {flows.get(r['flow_id'])} {r['name']}: {r['state']['type']} ({r['state']['name']}), "
+                     f"expected {r['expected_start_time']}, started {r['start_time']}, ended {r['end_time']}"
+                     for r in runs)
 
 
 @pytest.fixture(scope="module")
