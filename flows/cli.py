@@ -159,13 +159,14 @@ def _is_bad_input(e: Exception) -> bool:
     from flows.generate import RunnerUnavailable
     from flows.viewer import NoSuchTree
     from models.errors import ModelDirError
+    from models.prm import PRMError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.datasets import UnknownRelation
     from storage.store import RunConflict, ShardError
 
     bad = (BackendUnavailable, RunnerUnavailable, NoSuchTree, MissingRun, UnknownRelation, ConfigError,
-           DatasetError, ModelDirError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
+           DatasetError, ModelDirError, PRMError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 
@@ -225,11 +226,14 @@ def _evaluate_config(args):
 
 def preflight(config) -> None:
     """Check inputs before any run starts, so bad input writes nothing: model dirs and task data."""
+    from models import prm
     from models.errors import resolve_model
     from problems import select_problems
 
     for path in (config.policy.path, config.value.path, config.value.init):
-        if path is not None:
+        if path is not None and prm.is_prm_spec(path):
+            prm.check(path)
+        elif path is not None:
             if str(path).startswith("models:/"):  # look in the registry the run will use
                 from tasks import tracking
 

@@ -60,7 +60,10 @@ class ValueBootstrap(_Strict):
     """The first value model: given (`path`), or trained on the configured targets of sampled rollouts from a
     backbone (`init`; default: the policy)."""
 
-    path: str | None = Field(None, description="a trained value model to start from (no bootstrap training)")
+    path: str | None = Field(None, description="a trained value model to start from (no bootstrap training), or a "
+                                               "published PRM used as it is, never refit: prm:FORMAT:AGGREGATION:"
+                                               "MODEL with FORMAT math_shepherd, qwen or chat and AGGREGATION "
+                                               "last, min or prod (models/prm.py)")
     init: str | None = Field(None, description="the causal LM (directory, hub id or models:/ URI) the first "
                                                "value model is trained from, e.g. a larger LM than the policy "
                                                "(ReST-MCTS*); default: the policy")

@@ -87,7 +87,11 @@ def _bootstrap_value(config: FlywheelConfig, run_id: str, policy: str) -> str:
     """The first value model: given, cached, or trained from `value.init` (default: the policy) on the
     configured targets of the policy's sampled rollouts."""
     from models.errors import resolve_model
+    from models.prm import is_prm_spec, parse_spec
 
+    if config.value.path is not None and is_prm_spec(config.value.path):  # a published PRM, used as it is
+        resolve_model(parse_spec(config.value.path).model)  # a missing model fails here, before any search
+        return config.value.path
     if config.value.path is not None:
         return resolve_model(config.value.path)
     init = policy if config.value.init is None else resolve_model(config.value.init)
@@ -220,6 +224,7 @@ def _gate_value(table: list[dict], iteration: int, metric: str) -> float | None:
 def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Models, table: list[dict],
               mlflow_run: str) -> bool:
     """Register this iteration's models (`candidate`); move `champion` to them if the gate passes."""
+    from models.prm import is_prm_spec
     from tasks import registry
 
     versions = {}
@@ -227,6 +232,8 @@ def _register(config: FlywheelConfig, run_id: str, iteration: int, models: Model
     if models.orm is not None:
         trained.append((registry.ORM, models.orm, "orm"))
     for name, path, kind in trained:
+        if is_prm_spec(path):  # a published PRM is not this run's to register
+            continue
         tags = {"treeflow.run_id": run_id, "treeflow.iteration": str(iteration),
                 "treeflow.snapshot": f"{run_id}/{iteration}/{kind}"}
         versions[name] = registry.register(path, name, tags, mlflow_run)

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow
 
 from flows.config import FlywheelConfig
+from models.prm import is_prm_spec
 from tasks import resume
 from tasks.train import fit_orm_task, fit_value_task, sft_policy_task
 
@@ -44,7 +45,8 @@ def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models:
     sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
                           recipe, config.mix_demos, **config.sft_filter.model_dump())
     fit = fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
-    orm_init, orm = models.orm or models.value, None
+    # the ORM starts from the value model's backbone, or from the policy where the value model is a published PRM
+    orm_init, orm = models.orm or (models.policy if is_prm_spec(models.value) else models.value), None
     if config.orm.enabled:
         orm = fit_orm_task(store_path, run_id, iteration, orm_init, str(out / f"orm-it{iteration}"),
                            config.orm.training, config.orm.pairs_per_tree)

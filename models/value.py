@@ -16,9 +16,13 @@ from models.training import LOGIT_HEAD
 
 def load_value(path: str, *, device: str = "cpu", dtype: str = "auto"):
     """The value model saved at `path` (a directory, hub id or models:/ URI): a `confidence` value model
-    (`models.confidence`) or a scalar head on a backbone (`TransformersValue`)."""
+    (`models.confidence`) or a scalar head on a backbone (`TransformersValue`); or a published PRM named by a
+    `prm:FORMAT:AGGREGATION:MODEL` spec (`models.prm`)."""
     from models.confidence import ConfidenceValue, is_confidence_value
+    from models.prm import PublishedPRM, is_prm_spec
 
+    if is_prm_spec(path):
+        return PublishedPRM(path, device=device, dtype=dtype)
     resolved = resolve_model(path)
     if is_confidence_value(resolved):
         return ConfidenceValue(resolved, device=device, dtype=dtype)

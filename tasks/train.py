@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 
 from models.confidence import fit_confidence_value
 from models.metrics import heldout_value_metrics
+from models.prm import is_prm_spec
 from models.tiny import TinyRecipe, demonstrations
 from models.training import (
     RewardSettings,
@@ -140,6 +141,10 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     (also written to `<out_dir>/treeflow_value_metrics.json`, so a cached model keeps its figures).
     """
     cut = round(1000 * holdout)
+    if is_prm_spec(init_path):  # a published PRM is used as it is: measured on the held-out trees, never refit
+        return {"path": init_path, "targets": 0, "train_loss": None, "steps": 0, "losses": [], "settings": {},
+                **_heldout_metrics(store_path, run_id, max_iteration, targets, td_lambda, cut, init_path, device,
+                                   dtype)}
     sql, params, data = value_training_rows(store_path, run_id, max_iteration, targets, td_lambda, holdout)
     where = _value_paths_of_run(targets, td_lambda, False)
     key = _key(init_path, settings, data, holdout=cut, **({"model": model} if model != "head" else {}))
@@ -154,16 +159,22 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
             history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
-    metrics = {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
-    if cut > 0:
-        _, held = store.query(store_path, "SELECT p.prompt, v.steps, v.targets, v.hard_targets "
-                                          f"{_value_paths_of_run(targets, td_lambda, True)} "
-                                          f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id", params)
-        value = load_value(out_dir, device=device, dtype=dtype)
-        rows = [{"prompt": p, "steps": s, "targets": t, "hard": h} for p, s, t, h in held]
-        metrics = heldout_value_metrics(value.scorer({row["prompt"] for row in rows}), rows)
+    metrics = _heldout_metrics(store_path, run_id, max_iteration, targets, td_lambda, cut, out_dir, device, dtype)
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))
     return resume.finish(out_dir, key, {"path": out_dir, "targets": len(data), **metrics, **history})
+
+
+def _heldout_metrics(store_path: str, run_id: str, max_iteration: int, targets: str, td_lambda: float, cut: int,
+                     value_path: str, device: str, dtype: str) -> dict:
+    """The value model's MSE and step AUC on the held-out trees' targets (None where nothing is held out)."""
+    if cut <= 0:
+        return {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
+    sql = (f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {_value_paths_of_run(targets, td_lambda, True)} "
+           f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id")
+    _, held = store.query(store_path, sql, [run_id, max_iteration, cut])
+    value = load_value(value_path, device=device, dtype=dtype)
+    rows = [{"prompt": p, "steps": s, "targets": t, "hard": h} for p, s, t, h in held]
+    return heldout_value_metrics(value.scorer({row["prompt"] for row in rows}), rows)
 
 
 def value_metrics(path: str) -> dict:
