@@ -149,6 +149,7 @@ def _write_shards(out: Path, total: int, n_shards: int, seed: int) -> tuple[list
             "correct": rng.random(len(ids)) < 0.3, "generated_tokens": rng.integers(100, 2000, len(ids)),
             "value_states": rng.integers(10, 200, len(ids)), "chosen_path": [[0]] * len(ids),
             "budget": np.full(len(ids), 2048, np.int32), "seed": np.zeros(len(ids), np.int32),
+            "checker": ["exact"] * len(ids),
         }, schema=TREE_SCHEMA)
         problems = pa.table({"problem_id": np.char.add("p", ids.astype(str)), "task": ["arithmetic"] * len(ids),
                              "question": ["12+30*2"] * len(ids), "gold": ["84"] * len(ids),

@@ -105,6 +105,10 @@ def solution_steps(problem: Problem, *, rng: random.Random | None = None, error_
     return steps + [final_step(str(value))]
 
 
+#: how answers are graded (recorded with every tree): the chain's value, exactly
+CHECKER = "exact"
+
+
 def check(problem: Problem, answer: str) -> bool:
     """Exact integer equality with the gold answer."""
     try:

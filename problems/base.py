@@ -24,6 +24,8 @@ class Problem:
 
     `prompt` is the exact text the policy continues; steps are appended to it, one line each.
     `answer` is the gold answer in the task's canonical form (for Game24, the puzzle's numbers).
+    `checker`: the checker that grades it where a task has a choice (MATH: `math_verify` or `sympy`);
+    None is the task's own (`checker_name`).
     """
 
     id: str
@@ -31,6 +33,12 @@ class Problem:
     question: str
     answer: str
     prompt: str
+    checker: str | None = None
+
+    @property
+    def checker_name(self) -> str:
+        """The checker that grades this problem's answers, as every stored tree and evaluation records it."""
+        return self.checker or _task_module(self.task).CHECKER
 
     def check(self, answer: str | None) -> bool:
         """Whether a final answer is correct, by the task's exact checker."""

@@ -118,6 +118,10 @@ def load(split: str, *, n: int = 1000, **config) -> list[Problem]:
     return generate(n, split=split, config=CountdownConfig(**config))
 
 
+#: how answers are graded (recorded with every tree): the expression uses the numbers and hits the target
+CHECKER = "exact"
+
+
 def check(problem: Problem, answer: str) -> bool:
     """The answer `<expr> = <target>` (or `<expr>`) uses exactly the puzzle's numbers and equals the target."""
     return makes(answer, problem.question, int(problem.answer))

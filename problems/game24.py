@@ -151,6 +151,10 @@ def makes(answer: str, numbers: str, target: int) -> bool:
     return value == target and Counter(used) == Counter(int(x) for x in numbers.split())
 
 
+#: how answers are graded (recorded with every tree): exact rational arithmetic over the puzzle's numbers
+CHECKER = "exact"
+
+
 def check(problem: Problem, answer: str) -> bool:
     """The answer `<expr> = 24` (or `<expr>`) uses exactly the puzzle's numbers and equals 24 exactly."""
     return makes(answer, problem.question, 24)

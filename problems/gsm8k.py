@@ -70,6 +70,10 @@ def solution_steps(problem: Problem, rationale: str) -> list[str]:
     return [f"{line}\n" for line in lines] + [final_step(problem.answer)]
 
 
+#: how answers are graded (recorded with every tree): numeric equality with the gold number
+CHECKER = "numeric"
+
+
 def check(problem: Problem, answer: str) -> bool:
     """Numeric equality with the gold answer."""
     value = parse_number(answer)

@@ -13,6 +13,10 @@ tuples and intervals (in order) and for bare lists (in any order), else as norma
 expressions of digits, operators, single-letter variables, `sqrt`, `pi` and `oo` ever reach sympy's parser,
 so a model's output is never evaluated as code, and an answer whose value would have more than 10,000 digits
 (`9^{9^9}`) is compared as text, never expanded.
+
+That is the `sympy` checker. Loaded with `checker: auto` (the default) where math-verify is installed, or
+`checker: math_verify`, problems are graded by math-verify instead (`problems.grading`). AIME releases
+(`Problem` / `Answer` / `ID` fields, integer answers) load as MATH rows.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import warnings
 from functools import lru_cache
 
+from problems import grading
 from problems.base import DATA_DIR, DatasetError, Problem, jsonl_path, read_jsonl
 from problems.steps import final_step, question_prompt
 
@@ -285,8 +290,15 @@ def canonical(answer: str) -> str:
         return s
 
 
+#: the checker of a MATH problem loaded without one (problems.grading)
+CHECKER = "sympy"
+
+
 def check(problem: Problem, answer: str) -> bool:
-    """Whether `answer` equals the gold answer (`equivalent`)."""
+    """Whether `answer` equals the gold answer: by math-verify where the problem was loaded with it (and the
+    answer cannot make its work explode), else by `equivalent`."""
+    if problem.checker == "math_verify" and not (grading.explosive(answer) or grading.explosive(problem.answer)):
+        return grading.math_verify_equal(problem.answer, answer)
     return equivalent(answer, problem.answer)
 
 
@@ -295,10 +307,18 @@ def _level(value) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
+#: the field names of other releases in this format: AIME sets (Problem / Answer / ID, or id), question for problem
+_ALIASES = {"Problem": "problem", "question": "problem", "Answer": "answer", "Solution": "solution",
+            "ID": "unique_id", "id": "unique_id"}
+
+
+def _row_to_problem(row: dict, where: str, index: int, split: str, checker: str = CHECKER) -> Problem:
+    row = {**{_ALIASES[k]: v for k, v in row.items() if k in _ALIASES and _ALIASES[k] not in row}, **row}
     if not isinstance(row.get("problem"), str) or not row["problem"].strip():
         raise DatasetError(f"{where}: field 'problem' is missing or empty")
     gold = row.get("answer")
+    if isinstance(gold, int | float) and not isinstance(gold, bool):  # AIME answers are integers
+        gold = str(gold)
     if gold is not None and (not isinstance(gold, str) or not gold.strip()):
         raise DatasetError(f"{where}: field 'answer' is not a non-empty string")
     if gold is None:
@@ -309,9 +329,9 @@ def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
         if gold is None or not gold.strip():
             raise DatasetError(f"{where}: field 'solution' has no \\boxed{{...}} answer (and there is no "
                                "field 'answer')")
-    ident = row.get("unique_id") or f"{split}-{index}"
+    ident = str(row.get("unique_id") or f"{split}-{index}")
     return Problem(id=f"math-{ident}", task="math", question=row["problem"].strip(), answer=gold.strip(),
-                   prompt=question_prompt(row["problem"]))
+                   prompt=question_prompt(row["problem"]), checker=checker)
 
 
 def _selected(row: dict, levels: set[int] | None, subjects: set[str] | None) -> bool:
@@ -322,9 +342,14 @@ def _selected(row: dict, levels: set[int] | None, subjects: set[str] | None) -> 
 
 
 def load(split: str, *, source: str | None = None, n: int | None = None, levels: list | None = None,
-         subjects: list[str] | None = None) -> list[Problem]:
+         subjects: list[str] | None = None, checker: str = "auto") -> list[Problem]:
     """A split from a directory of `{train,test}.jsonl` (default: ../shared/data/math), one `.jsonl` file,
-    or a hub id; a malformed row raises `DatasetError` naming the file, line and field."""
+    or a hub id; a malformed row raises `DatasetError` naming the file, line and field. `checker` grades the
+    answers (`problems.grading`: auto, math_verify or sympy)."""
+    try:
+        checker = grading.resolve(checker)
+    except grading.CheckerUnavailable as e:
+        raise DatasetError(str(e)) from None
     wanted_levels = None
     if levels is not None:
         wanted_levels = {_level(x) for x in levels}
@@ -343,7 +368,7 @@ def load(split: str, *, source: str | None = None, n: int | None = None, levels:
 
         rows = [(f"{source}[{split}][{i}]", i, dict(r))
                 for i, r in enumerate(datasets.load_dataset(source, split=split))]
-    problems = [_row_to_problem(row, where, i, split) for where, i, row in rows
+    problems = [_row_to_problem(row, where, i, split, checker) for where, i, row in rows
                 if _selected(row, wanted_levels, wanted_subjects)]
     return problems[:n] if n is not None else problems
 

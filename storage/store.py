@@ -83,7 +83,7 @@ TREE_SCHEMA = pa.schema([
     ("split", pa.string()), ("method", pa.string()), ("problem_id", pa.string()), ("policy", pa.string()),
     ("value_model", pa.string()), ("answer", pa.string()), ("correct", pa.bool_()),
     ("generated_tokens", pa.int64()), ("value_states", pa.int64()), ("chosen_path", pa.list_(pa.int32())),
-    ("budget", pa.int32()), ("seed", pa.int32()),
+    ("budget", pa.int32()), ("seed", pa.int32()), ("checker", pa.string()),
 ])
 NODE_SCHEMA = pa.schema([
     ("tree_id", pa.string()), ("node_id", pa.int32()), ("parent_id", pa.int32()), ("depth", pa.int32()),

@@ -24,7 +24,7 @@ def result_rows(result: SearchResult, problem: Problem, *, tree_id: str, run_id:
         "method": method, "problem_id": problem.id, "policy": policy, "value_model": value_model,
         "answer": result.answer, "correct": problem.check(result.answer),
         "generated_tokens": tree.generated_tokens, "value_states": tree.value_states,
-        "chosen_path": result.chosen, "budget": budget, "seed": seed,
+        "chosen_path": result.chosen, "budget": budget, "seed": seed, "checker": problem.checker_name,
     }
     return tree_row, nodes
 

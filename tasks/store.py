@@ -41,9 +41,10 @@ def summarize_task(store_path: str, run_id: str, iteration: int, method: str, sp
     params = [run_id, iteration, method, budget, seed]
     costs = costs or {}
     with store.connect(store_path) as con:
-        n, acc, tokens, vstates, policy, value = con.execute(
+        n, acc, tokens, vstates, policy, value, checker = con.execute(
             "SELECT count(*), avg(correct::INT), avg(generated_tokens), avg(value_states), any_value(policy), "
-            f"any_value(value_model) FROM trees t WHERE {where}", params).fetchone()
+            f"any_value(value_model), string_agg(DISTINCT checker, ',') FROM trees t WHERE {where}",
+            params).fetchone()
         if not n:
             raise ValueError(f"no evaluation trees for run {run_id}, iteration {iteration}, method {method}, "
                              f"budget {budget}, seed {seed}")
@@ -58,7 +59,8 @@ def summarize_task(store_path: str, run_id: str, iteration: int, method: str, sp
                "prefill_tokens_per_problem": costs.get("policy_prefill_tokens", 0) / n,
                "value_tokens_per_problem": costs.get("value_tokens", 0) / n,
                "policy_calls": costs.get("policy_calls", 0), "value_calls": costs.get("value_calls", 0),
-               "policy": policy, "value_model": value, "wall_seconds": wall_seconds, "value_auc": value_auc}
+               "policy": policy, "value_model": value, "wall_seconds": wall_seconds, "value_auc": value_auc,
+               "checker": checker}
         con.execute("BEGIN")
         con.execute("DELETE FROM evaluations WHERE run_id = ? AND iteration = ? AND method = ? AND split = ? "
                     "AND budget IS NOT DISTINCT FROM ? AND seed = ?",

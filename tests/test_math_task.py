@@ -110,7 +110,7 @@ def test_both_row_styles_load_and_check(tmp_path):
     ([ROWS[0], {"solution": r"\boxed{1}"}], r"test\.jsonl:2: field 'problem' is missing"),
     ([{"problem": "p", "solution": "no box"}], r"test\.jsonl:1: field 'solution' has no \\boxed"),
     ([{"problem": "p"}], r"test\.jsonl:1: no gold answer: neither field 'answer' nor field 'solution'"),
-    ([{"problem": "p", "answer": 3}], r"test\.jsonl:1: field 'answer' is not a non-empty string"),
+    ([{"problem": "p", "answer": [3]}], r"test\.jsonl:1: field 'answer' is not a non-empty string"),
     ([ROWS[0], "{oops"], r"test\.jsonl:2: not valid JSON"),
     (["[1, 2]"], r"test\.jsonl:1: expected a JSON object"),
 ])

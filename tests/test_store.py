@@ -21,17 +21,17 @@ def test_migrations_on_a_blank_file(tmp_path):
     assert cols == ["tree_id", "node_id", "parent_id", "depth", "step_text", "prior", "value", "visits",
                     "value_sum", "tokens", "logprob", "terminal", "answer", "correct"]
     versions = con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert versions == [(v,) for v in range(1, 6)]
+    assert versions == [(v,) for v in range(1, 7)]
     snapshot_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                                "table_name = 'training_snapshots'").fetchall()}
     assert {"model_uri", "query", "query_params", "tree_ids", "rows_sha256", "n_rows"} <= snapshot_cols
     eval_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                            "table_name = 'evaluations'").fetchall()}
     assert {"accuracy", "tokens_per_problem", "value_auc", "budget", "seed", "prefill_tokens_per_problem",
-            "value_tokens_per_problem", "policy_calls", "value_calls"} <= eval_cols
+            "value_tokens_per_problem", "policy_calls", "value_calls", "checker"} <= eval_cols
     tree_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                            "table_name = 'trees'").fetchall()}
-    assert {"budget", "seed"} <= tree_cols
+    assert {"budget", "seed", "checker"} <= tree_cols
     comment = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'nodes'").fetchone()[0]
     assert "root = node 0" in comment
     assert store.migrate(con) == []  # applying again does nothing
@@ -135,7 +135,7 @@ def test_a_store_made_before_a_migration_is_upgraded(tmp_path):
                     "tokens_per_problem, value_states_per_problem) VALUES ('r', 0, 'greedy', 'test', 1, 1, 5, 0)")
     with store.connect(path) as con:
         versions = con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-        assert versions == [(v,) for v in range(1, 6)]
+        assert versions == [(v,) for v in range(1, 7)]
         # migration 3 rebuilds `evaluations` (budget and seed per row): the old rows come along
         assert con.execute("SELECT method, accuracy, value_auc, budget, seed, value_calls FROM evaluations"
                            ).fetchall() == [("greedy", 1.0, None, None, 0, None)]
