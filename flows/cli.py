@@ -159,14 +159,17 @@ def _is_bad_input(e: Exception) -> bool:
     from flows.generate import RunnerUnavailable
     from flows.viewer import NoSuchTree
     from models.errors import ModelDirError
+    from models.hf_policy import StepDelimiterError
     from models.prm import PRMError
+    from models.prompts import ChatTemplateError
     from models.vllm_policy import BackendUnavailable
     from problems.base import DatasetError
     from storage.datasets import UnknownRelation
     from storage.store import RunConflict, ShardError
 
     bad = (BackendUnavailable, RunnerUnavailable, NoSuchTree, MissingRun, UnknownRelation, ConfigError,
-           DatasetError, ModelDirError, PRMError, ShardError, RunConflict, FileNotFoundError, duckdb.Error)
+           DatasetError, ModelDirError, PRMError, StepDelimiterError, ChatTemplateError,
+           ShardError, RunConflict, FileNotFoundError, duckdb.Error)
     return isinstance(e, bad)
 
 
@@ -239,6 +242,7 @@ def preflight(config) -> None:
 
                 tracking.point_at(tracking.tracking_uri(config.paths["mlflow"]))
             resolve_model(path)
+    _check_policy_format(config)
     if config.policy.backend == "vllm":
         from models.vllm_policy import require_vllm
 
@@ -250,6 +254,28 @@ def preflight(config) -> None:
     test_size = max([config.task.test_size, *config.evaluation.test_sizes.values()])
     select_problems(config.task.name, "test", 0, test_size, config.task.options)
     select_problems(config.task.name, "train", 0, 1, config.task.options)
+
+
+def _check_policy_format(config) -> None:
+    """The policy's tokenizer writes the step delimiter back as it reads it, and has a chat template where the
+    prompts are chat prompts (the tiny model has none)."""
+    from models.prompts import ChatTemplateError
+
+    if config.policy.path is None:
+        if config.policy.prompt_format == "chat":
+            raise ChatTemplateError("policy.prompt_format chat: the built-in tiny model has no chat template; "
+                                    "give policy.path (an instruct model) or use prompt_format plain")
+        return
+    from transformers import AutoTokenizer
+
+    from models.errors import resolve_model
+    from models.hf_policy import check_delimiter
+    from models.prompts import chat_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy.path))
+    check_delimiter(tokenizer, config.policy.step_delimiter)
+    if config.policy.prompt_format == "chat":
+        chat_prompt(tokenizer, "1 + 1?", config.policy.system_prompt)
 
 
 def _run(config, generator: str) -> int:

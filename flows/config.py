@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.tiny import TinyRecipe
 from models.training import RewardSettings, SFTSettings, ValueSettings
@@ -45,7 +45,17 @@ class PolicySettings(_Strict):
     path: str | None = Field(None, description="a model directory, hub id or models:/NAME@ALIAS (None: the tiny "
                                                "model of `tiny`)")
     temperature: float = Field(0.7, ge=0.0, description="sampling temperature of every sampled step")
-    max_step_tokens: int = Field(24, ge=1, description="a step ends at a newline, EOS or this many tokens")
+    max_step_tokens: int = Field(24, ge=1, description="a step ends at its delimiter, EOS or this many tokens "
+                                                       "(an instruct model's GSM8K / MATH steps need ~256)")
+    step_delimiter: str = Field("\n", description="what ends a step: a line (\"\\n\", the tiny models) or a blank "
+                                                 "line (\"\\n\\n\", as instruct models write steps); ends in a "
+                                                 "newline")
+    prompt_format: Literal["plain", "chat"] = Field(
+        "plain", description="plain: the task's own prompt (`Question: ...\\nAnswer:\\n`); chat: the policy "
+                             "tokenizer's chat template over `system_prompt` and the question, the assistant turn "
+                             "opened (instruct models)")
+    system_prompt: str = Field("Please reason step by step, and put your final answer within \\boxed{}.",
+                               description="the system turn of chat prompts")
     max_batch_rows: int = Field(512, ge=1, description="rows per forward pass of the policy (memory bound)")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
@@ -54,6 +64,13 @@ class PolicySettings(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights of the policy and value model at search: auto is bfloat16 on a GPU that has "
                             "it, float32 on the CPU (training keeps float32 weights, bf16 autocast on GPUs)")
+
+    @field_validator("step_delimiter")
+    @classmethod
+    def _ends_a_line(cls, v: str) -> str:
+        if not v or not v.endswith("\n"):
+            raise ValueError(f"a step delimiter ends in a newline, e.g. \"\\n\" or \"\\n\\n\" (got {v!r})")
+        return v
 
 
 class ValueBootstrap(_Strict):

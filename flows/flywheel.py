@@ -56,7 +56,9 @@ def search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str |
                 value_path=value, temperature=config.policy.temperature, backend=config.policy.backend,
                 device=config.policy.device, dtype=config.policy.dtype,
                 max_step_tokens=config.policy.max_step_tokens, max_batch_rows=config.policy.max_batch_rows,
-                batch_size=config.batch_size, seed=config.seed, run_id=run_id, calculator=config.calculator)
+                batch_size=config.batch_size, seed=config.seed, run_id=run_id, calculator=config.calculator,
+                step_delimiter=config.policy.step_delimiter, prompt_format=config.policy.prompt_format,
+                system_prompt=config.policy.system_prompt)
 
 
 def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, method: str) -> str:

@@ -32,7 +32,7 @@ def fit_value(config: FlywheelConfig, run_id: str, iteration: int, init: str, ou
     """The value model trained on the configured targets of the run's trees up to `iteration`."""
     return fit_value_task(str(config.paths["store"]), run_id, iteration, init, out, config.value_training,
                           config.value_targets, config.value_td_lambda, config.value_holdout, config.policy.device,
-                          config.policy.dtype, config.value_model)
+                          config.policy.dtype, config.value_model, config.policy.step_delimiter)
 
 
 def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models: Models) -> tuple[Models, dict]:

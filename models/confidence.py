@@ -118,6 +118,12 @@ class _LogProbs:
         return out
 
 
+def split_steps(text: str, delimiter: str = "\n") -> tuple[str, ...]:
+    """The steps of a state's text, each with its delimiter (the last one may have none)."""
+    parts = text.split(delimiter)
+    return tuple(p + delimiter for p in parts[:-1]) + ((parts[-1],) if parts[-1] else ())
+
+
 class ConfidenceValue:
     """A `confidence` value model directory as a `ValueModel`; counts the tokens it scores.
 
@@ -127,7 +133,7 @@ class ConfidenceValue:
     """
 
     def __init__(self, path: str, *, batch_size: int = 64, max_length: int = 256, device: str = "cpu",
-                 dtype: str = "auto") -> None:
+                 dtype: str = "auto", step_delimiter: str = "\n") -> None:
         path, device = resolve_model(path), resolve_device(device)
         spec = json.loads((Path(path) / CONFIDENCE_FILE).read_text())
         if spec.get("features") != list(FEATURES):
@@ -136,6 +142,7 @@ class ConfidenceValue:
         self.mean, self.scale = spec["mean"], spec["scale"]
         self.weights, self.bias = spec["weights"], spec["bias"]
         self.lm = _LogProbs(path, device, dtype, batch_size, max_length)
+        self.step_delimiter = step_delimiter
         self.calls = 0
 
     @property
@@ -153,7 +160,7 @@ class ConfidenceValue:
                 steps = steps_of(state)
                 if steps == state:  # no known prompt: the first line is the prompt
                     steps = state[state.find("\n") + 1:] if "\n" in state else ""
-                paths.append((state[:len(state) - len(steps)], tuple(steps.splitlines(keepends=True))))
+                paths.append((state[:len(state) - len(steps)], split_steps(steps, self.step_delimiter)))
             self.calls += 1
             # a state that begins a longer one of the batch is read off the longer one's forward pass (a causal
             # LM gives a step the same log-probs whatever follows it), unless the window cuts the longer one

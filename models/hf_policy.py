@@ -2,7 +2,9 @@
 
 Each prefix is prefilled once; its cache is repeated k times and the k children are sampled from it,
 instead of prefilling k copies (`reuse_prefix_cache=False` does that, for comparison and tests).
-Generation stops per row at the first token whose text contains a newline, or at EOS. Once fewer than
+A step ends at its `step_delimiter` (`"\\n"`: the first token whose text holds a newline; `"\\n\\n"`, as
+instruct models write steps: once the step's text holds a blank line), at EOS, or at `max_step_tokens`; its
+text keeps the delimiter whole, so the next state continues exactly what was generated. Once fewer than
 `compact_below` of the rows still decode, the finished ones are dropped from the batch and its cache
 (1.0: always, 0.0: never), so short steps stop costing compute while long ones finish.
 
@@ -35,6 +37,22 @@ class GenerationStats:
         return dict(self.__dict__)
 
 
+class StepDelimiterError(ValueError):
+    """A step delimiter a policy's tokenizer cannot write."""
+
+
+def check_delimiter(tokenizer, delimiter: str) -> None:
+    """A step delimiter must end in a newline (a step that does not is one the policy stopped mid-way) and
+    come back from the tokenizer as written; else one StepDelimiterError naming it."""
+    if not delimiter or not delimiter.endswith("\n"):
+        raise StepDelimiterError(f"policy.step_delimiter {delimiter!r}: a step delimiter ends in a newline, "
+                                 "e.g. \"\\n\" or \"\\n\\n\"")
+    probe = f"1.{delimiter}2"
+    if tokenizer.decode(tokenizer.encode(probe, add_special_tokens=False)) != probe:
+        raise StepDelimiterError(f"policy.step_delimiter {delimiter!r}: the tokenizer does not write it back as "
+                                 f"it reads it ({getattr(tokenizer, 'name_or_path', '')})")
+
+
 @dataclass
 class TransformersPolicy:
     """A Hugging Face causal LM as a `Policy`."""
@@ -47,9 +65,11 @@ class TransformersPolicy:
     reuse_prefix_cache: bool = True
     compact_below: float = 0.75
     seed: int = 0
+    step_delimiter: str = "\n"
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def __post_init__(self) -> None:
+        check_delimiter(self.tokenizer, self.step_delimiter)
         self.model.eval()
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -109,13 +129,25 @@ class TransformersPolicy:
         self.stats.calls += 1
         return out
 
+    def _ends(self, ids: list[int]) -> bool:
+        """Whether a step of these tokens, the last of which may end one (a newline in it, or EOS), has ended."""
+        return (self.step_delimiter == "\n" or ids[-1] == self.tokenizer.eos_token_id
+                or self.step_delimiter in self.tokenizer.decode(ids))
+
     def _propose_chunk(self, encoded: list[list[int]], k: int, temperature: float) -> list[list[Candidate]]:
-        tokens, logps = self._decode(self._prefill(encoded, k), self.max_step_tokens, temperature,
-                                     lambda t, rows, tok, tokens: torch.isin(tok, self.stop_ids))
+        def finished(t: int, rows: torch.Tensor, tok: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+            out = torch.isin(tok, self.stop_ids)
+            if self.step_delimiter != "\n":
+                for i in out.nonzero().flatten().tolist():
+                    out[i] = self._ends(tokens[int(rows[i]), :t + 1].tolist())
+            return out
+
+        tokens, logps = self._decode(self._prefill(encoded, k), self.max_step_tokens, temperature, finished)
         result: list[list[Candidate]] = []
         for row in range(tokens.shape[0]):
             ids = tokens[row].tolist()
-            end = next((i + 1 for i, t in enumerate(ids) if t in self._stops), len(ids))
+            end = next((i + 1 for i, t in enumerate(ids) if t in self._stops and self._ends(ids[:i + 1])),
+                       len(ids))
             if row % k == 0:
                 result.append([])
             result[-1].append(self._candidate(ids[:end], logps[row, :end]))
@@ -133,10 +165,13 @@ class TransformersPolicy:
             """Close the steps that end at token t; a row whose step was its path's last, or that must go on
             step by step, is finished."""
             out = torch.zeros_like(tok, dtype=torch.bool)
-            at_end = torch.isin(tok, self.stop_ids) | (t + 1 - starts[live] >= self.max_step_tokens)
+            full = t + 1 - starts[live] >= self.max_step_tokens
+            at_end = torch.isin(tok, self.stop_ids) | full
             for i in at_end.nonzero().flatten().tolist():
                 row = int(live[i])
                 a = int(starts[row])
+                if not full[i] and not self._ends(tokens[row, a:t + 1].tolist()):
+                    continue
                 spans[row].append((a, t + 1))
                 ids = tokens[row, a:t + 1].tolist()
                 out[i] = (ids[-1] == eos or len(spans[row]) == max_depth or t + 1 > last_start[row]
@@ -208,9 +243,10 @@ class TransformersPolicy:
         return tokens, logps
 
     def _step_text(self, ids: list[int]) -> str:
-        """A step's text: its tokens without EOS, cut after the first newline."""
+        """A step's text: its tokens without EOS, cut after the first step delimiter."""
         text = self.tokenizer.decode([t for t in ids if t != self.tokenizer.eos_token_id])
-        return text[: text.index("\n") + 1] if "\n" in text else text
+        d = self.step_delimiter
+        return text[: text.index(d) + len(d)] if d in text else text
 
     def _candidate(self, ids: list[int], logps: torch.Tensor) -> Candidate:
         n = len(ids)

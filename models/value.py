@@ -14,7 +14,7 @@ from models.errors import resolve_device, resolve_dtype, resolve_model, window
 from models.training import LOGIT_HEAD
 
 
-def load_value(path: str, *, device: str = "cpu", dtype: str = "auto"):
+def load_value(path: str, *, device: str = "cpu", dtype: str = "auto", step_delimiter: str = "\n"):
     """The value model saved at `path` (a directory, hub id or models:/ URI): a `confidence` value model
     (`models.confidence`) or a scalar head on a backbone (`TransformersValue`); or a published PRM named by a
     `prm:FORMAT:AGGREGATION:MODEL` spec (`models.prm`)."""
@@ -22,11 +22,18 @@ def load_value(path: str, *, device: str = "cpu", dtype: str = "auto"):
     from models.prm import PublishedPRM, is_prm_spec
 
     if is_prm_spec(path):
-        return PublishedPRM(path, device=device, dtype=dtype)
+        return PublishedPRM(path, device=device, dtype=dtype, step_delimiter=step_delimiter)
     resolved = resolve_model(path)
     if is_confidence_value(resolved):
-        return ConfidenceValue(resolved, device=device, dtype=dtype)
-    return TransformersValue(resolved, device=device, dtype=dtype)
+        return ConfidenceValue(resolved, device=device, dtype=dtype, step_delimiter=step_delimiter)
+    return TransformersValue(resolved, device=device, dtype=dtype, step_delimiter=step_delimiter)
+
+
+def last_step_start(state: str, delimiter: str = "\n") -> int:
+    """Where a state's last step begins: after the delimiter before it (0 when the state is one step)."""
+    body = state[:-len(delimiter)] if state.endswith(delimiter) else state
+    cut = body.rfind(delimiter)
+    return 0 if cut < 0 else cut + len(delimiter)
 
 
 class TransformersValue:
@@ -40,7 +47,8 @@ class TransformersValue:
     """
 
     def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256,
-                 reuse_prefix_cache: bool = True, device: str = "cpu", dtype: str = "auto") -> None:
+                 reuse_prefix_cache: bool = True, device: str = "cpu", dtype: str = "auto",
+                 step_delimiter: str = "\n") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path, device = resolve_model(path), resolve_device(device)
@@ -53,6 +61,7 @@ class TransformersValue:
         self.reuse_prefix_cache = reuse_prefix_cache and hasattr(self.model, "score")
         # a head trained as a logit (BCE, or an ORM's Bradley-Terry reward) reports 2 * sigmoid - 1
         self.logit_head = bool(getattr(self.model.config, LOGIT_HEAD, False))
+        self.step_delimiter = step_delimiter
         self.scored_tokens = 0
         self.calls = 0
 
@@ -77,7 +86,7 @@ class TransformersValue:
         return self._values(self.model(**enc).logits[:, 0])
 
     def _score_shared(self, states: list[str]) -> list[float]:
-        cuts = [s.rstrip("\n").rfind("\n") + 1 for s in states]  # the last step starts after this
+        cuts = [last_step_start(s, self.step_delimiter) for s in states]
         prefixes = [s[:c] for s, c in zip(states, cuts, strict=True)]
         steps = [s[c:] for s, c in zip(states, cuts, strict=True)]
         tok = self.tokenizer

@@ -31,7 +31,7 @@ class VLLMPolicy:
 
     def __init__(self, path: str, *, temperature: float = 0.7, max_step_tokens: int = 32, seed: int = 0,
                  gpu_memory_utilization: float = 0.85, dtype: str = "auto", tensor_parallel_size: int = 1,
-                 **engine_kwargs) -> None:
+                 step_delimiter: str = "\n", **engine_kwargs) -> None:
         require_vllm()
         from vllm import LLM
 
@@ -39,15 +39,18 @@ class VLLMPolicy:
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                        **engine_kwargs)
         self.temperature, self.max_step_tokens, self.seed = temperature, max_step_tokens, seed
+        self.step_delimiter = step_delimiter
+        self.tokenizer = self.llm.get_tokenizer()
         self.stats = GenerationStats()
 
     def propose_steps(self, prefixes: list[str], k: int, *, temperature: float | None = None
                       ) -> list[list[Candidate]]:
-        """k sampled next steps for every prefix, each ending at its first newline (kept) or the limit."""
+        """k sampled next steps for every prefix, each ending at its step delimiter (kept), EOS or the limit."""
         from vllm import SamplingParams
 
         temperature = self.temperature if temperature is None else temperature
-        params = SamplingParams(n=k, temperature=temperature, max_tokens=self.max_step_tokens, stop=["\n"],
+        params = SamplingParams(n=k, temperature=temperature, max_tokens=self.max_step_tokens,
+                                stop=[self.step_delimiter],
                                 include_stop_str_in_output=True, logprobs=0)
         outputs = self.llm.generate(prefixes, params, use_tqdm=False)
         self.stats.calls += 1

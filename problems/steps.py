@@ -1,4 +1,5 @@
-"""The step format shared by every task: one line per step, the last one states the answer."""
+"""The step format shared by every task: one step per delimiter (a line, `"\\n"`, for the built-in tiny models;
+`"\\n\\n"` for instruct models, `policy.step_delimiter`), the last one states the answer."""
 
 from __future__ import annotations
 
@@ -38,15 +39,21 @@ def final_step(answer: str) -> str:
 
 
 def final_answer(step: str) -> str | None:
-    """The answer a step states, or None when it is not a final step."""
+    """The answer a step states (`The answer is ...`, else the last `\\boxed{...}`, as instruct models write
+    it), or None when it is not a final step."""
+    if "\\boxed" in step or "\\fbox" in step:  # `The answer is \\boxed{5}.` included
+        from problems.math import last_boxed
+
+        boxed = last_boxed(step)
+        if boxed and boxed.strip():
+            return boxed.strip()
     match = _ANSWER_RE.search(step.strip("\n"))
-    if match is None:
-        return None
-    return match.group(1).rstrip(".").strip()
+    return None if match is None else match.group(1).rstrip(".").strip()
 
 
 def is_final(step: str) -> bool:
-    """Whether a step ends the solution: it states an answer, or the policy stopped mid-line (EOS)."""
+    """Whether a step ends the solution: it states an answer, or the policy stopped mid-line (EOS). Every step
+    delimiter ends in a newline (`"\\n"`, `"\\n\\n"`), so a step that does not stopped before its delimiter."""
     return final_answer(step) is not None or not step.endswith("\n")
 
 

@@ -50,7 +50,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                max_step_tokens: int, max_batch_rows: int, batch_size: int, seed: int, shard: str,
                run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
                backend: str = "transformers", device: str = "cpu", dtype: str = "auto",
-               torch_threads: int | None = None, calculator: bool = False) -> dict:
+               torch_threads: int | None = None, calculator: bool = False, step_delimiter: str = "\n",
+               prompt_format: str = "plain", system_prompt: str | None = None) -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
@@ -64,6 +65,7 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
     import torch
 
     from models.hf_policy import TransformersPolicy
+    from models.prompts import chat_prompt
     from models.value import load_value
 
     torch.manual_seed(seed)
@@ -75,14 +77,18 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
             from models.vllm_policy import VLLMPolicy
 
             policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens,
-                                dtype=dtype)
+                                dtype=dtype, step_delimiter=step_delimiter)
         else:
             policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
                                                         device=device, dtype=dtype,
                                                         max_step_tokens=max_step_tokens,
-                                                        max_batch_rows=max_batch_rows)
+                                                        max_batch_rows=max_batch_rows,
+                                                        step_delimiter=step_delimiter)
         guided = value_path and method not in UNGUIDED
-        value = load_value(value_path, device=device, dtype=dtype) if guided else None
+        value = (load_value(value_path, device=device, dtype=dtype, step_delimiter=step_delimiter) if guided
+                 else None)
+    if prompt_format == "chat":  # the question in the policy's chat template: what it continues and what is stored
+        problems = [replace(p, prompt=chat_prompt(policy.tokenizer, p.question, system_prompt)) for p in problems]
     fn, _ = METHODS[method]
     if hasattr(method_config, "seed"):
         method_config = replace(method_config, seed=seed)

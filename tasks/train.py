@@ -131,7 +131,8 @@ def value_training_rows(store_path: str, run_id: str, max_iteration: int, target
 @task(name="fit-value", cache_policy=NONE, persist_result=False)
 def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: str, out_dir: str,
                    settings: ValueSettings, targets: str = "monte_carlo", td_lambda: float = 0.9,
-                   holdout: float = 0.1, device: str = "cpu", dtype: str = "auto", model: str = "head") -> dict:
+                   holdout: float = 0.1, device: str = "cpu", dtype: str = "auto", model: str = "head",
+                   step_delimiter: str = "\n") -> dict:
     """Train the value model on the step targets of this run's trees so far (`targets`: a method of
     `storage.datasets.VALUE_TARGETS`), holding out a `holdout` fraction of trees to measure it on. `model`:
     "head" trains a scalar head on the backbone (`settings`); "confidence" fits `models.confidence`'s weights
@@ -144,7 +145,7 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
     if is_prm_spec(init_path):  # a published PRM is used as it is: measured on the held-out trees, never refit
         return {"path": init_path, "targets": 0, "train_loss": None, "steps": 0, "losses": [], "settings": {},
                 **_heldout_metrics(store_path, run_id, max_iteration, targets, td_lambda, cut, init_path, device,
-                                   dtype)}
+                                   dtype, step_delimiter)}
     sql, params, data = value_training_rows(store_path, run_id, max_iteration, targets, td_lambda, holdout)
     where = _value_paths_of_run(targets, td_lambda, False)
     key = _key(init_path, settings, data, holdout=cut, **({"model": model} if model != "head" else {}))
@@ -159,20 +160,21 @@ def fit_value_task(store_path: str, run_id: str, max_iteration: int, init_path: 
             history = train_value(init_path, data, out_dir, settings, progress=lambda s, _: update(s))
     _snapshot(store_path, run_id, max_iteration, "value", out_dir, init_path, value_view(targets), targets, sql,
               f"SELECT DISTINCT v.tree_id {where} AND NOT {_HELD_OUT} ORDER BY 1", params, data)
-    metrics = _heldout_metrics(store_path, run_id, max_iteration, targets, td_lambda, cut, out_dir, device, dtype)
+    metrics = _heldout_metrics(store_path, run_id, max_iteration, targets, td_lambda, cut, out_dir, device, dtype,
+                               step_delimiter)
     (Path(out_dir) / METRICS_FILE).write_text(json.dumps(metrics))
     return resume.finish(out_dir, key, {"path": out_dir, "targets": len(data), **metrics, **history})
 
 
 def _heldout_metrics(store_path: str, run_id: str, max_iteration: int, targets: str, td_lambda: float, cut: int,
-                     value_path: str, device: str, dtype: str) -> dict:
+                     value_path: str, device: str, dtype: str, step_delimiter: str) -> dict:
     """The value model's MSE and step AUC on the held-out trees' targets (None where nothing is held out)."""
     if cut <= 0:
         return {"heldout_states": 0, "heldout_mse": None, "heldout_auc": None, "heldout_sibling_auc": None}
     sql = (f"SELECT p.prompt, v.steps, v.targets, v.hard_targets {_value_paths_of_run(targets, td_lambda, True)} "
            f"AND {_HELD_OUT} ORDER BY v.tree_id, v.leaf_id")
     _, held = store.query(store_path, sql, [run_id, max_iteration, cut])
-    value = load_value(value_path, device=device, dtype=dtype)
+    value = load_value(value_path, device=device, dtype=dtype, step_delimiter=step_delimiter)
     rows = [{"prompt": p, "steps": s, "targets": t, "hard": h} for p, s, t, h in held]
     return heldout_value_metrics(value.scorer({row["prompt"] for row in rows}), rows)
 

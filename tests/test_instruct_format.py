@@ -1,0 +1,117 @@
+"""An instruct model's path end to end: a random-init Qwen2 (the real architecture, a few layers) with a
+byte-level BPE tokenizer trained here that carries Qwen's chat template and special tokens, prompted through
+that template and writing "\\n\\n"-delimited steps on GSM8K rows of ../shared/data: the flywheel stores its
+trees with the right step texts, trains on chat-format rows and registers the model."""
+
+import json
+
+import pytest
+
+from problems import select_problems
+
+QWEN_TEMPLATE = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+                 "message['content'] + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}"
+                 "{{ '<|im_start|>assistant\\n' }}{%- endif %}")
+SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+FIRST_STEP = "We read the question.\n\n"
+
+
+def _chat(question: str) -> str:
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+            "<|im_start|>assistant\n")
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory):
+    """The Qwen2 policy, fine-tuned for a few steps to answer the first GSM8K rows in two "\\n\\n" steps (so its
+    greedy paths are right and the flywheel has traces to train on)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, set_seed
+
+    from models.training import SFTSettings, train_policy
+
+    problems = select_problems("gsm8k", "train", 0, 6) + select_problems("gsm8k", "test", 0, 2)
+    rows = [{"prompt": _chat(p.question), "completion": f"{FIRST_STEP}The answer is \\boxed{{{p.answer}}}."}
+            for p in problems]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([r["prompt"] + r["completion"] for r in rows] * 4, trainers.BpeTrainer(
+        vocab_size=700, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = QWEN_TEMPLATE
+    set_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True))
+    root = tmp_path_factory.mktemp("qwen")
+    out = root / "policy"
+    train_policy(model, rows, out, SFTSettings(max_steps=60, batch_size=8, learning_rate=3e-3,
+                                               lr_scheduler="constant", max_length=512), tokenizer=tokenizer)
+    return out
+
+
+def test_a_step_ends_at_its_delimiter_and_keeps_it_whole(qwen_dir):
+    from models.hf_policy import TransformersPolicy
+
+    [problem] = select_problems("gsm8k", "test", 0, 1)
+    prompt = _chat(problem.question)
+    blank_line = TransformersPolicy.from_pretrained(str(qwen_dir), step_delimiter="\n\n", max_step_tokens=48)
+    [[step]] = blank_line.propose_steps([prompt], 1, temperature=0.0)
+    assert step.text == FIRST_STEP
+    [[[first, last]]] = blank_line.propose_paths([prompt], 1, temperature=0.0, max_depth=4, ends=lambda s: False)
+    assert (first.text, last.text) == (FIRST_STEP, f"The answer is \\boxed{{{problem.answer}}}.")
+    # a line delimiter cuts the same step at its first newline, and the state no longer holds what was generated
+    [[line]] = TransformersPolicy.from_pretrained(str(qwen_dir), max_step_tokens=48).propose_steps(
+        [prompt], 1, temperature=0.0)
+    assert line.text == FIRST_STEP[:-1]
+
+
+def test_the_flywheel_runs_an_instruct_model_in_its_own_format(prefect_harness, tmp_path, qwen_dir):
+    import mlflow
+
+    from flows.cli import main
+    from storage import store
+
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "workdir": str(tmp_path), "run_id": "qwen", "iterations": 1, "batch_size": 4,
+        "policy": {"path": str(qwen_dir), "step_delimiter": "\n\n", "prompt_format": "chat",
+                   "max_step_tokens": 48, "temperature": 1.0},
+        "task": {"name": "gsm8k", "train_per_iteration": 4, "test_size": 2},
+        "value": {"problems": 2, "rollouts": 2}, "value_training": {"max_steps": 2, "batch_size": 4},
+        "search": {"simulations": 2, "k": 2, "max_depth": 3}, "sft": {"max_steps": 2, "batch_size": 4},
+        "mix_demos": 0,
+        "evaluation": {"token_budget": 300, "max_samples": 2, "methods": ["greedy", "mcts_alpha"]}}))
+    assert main(["run", "--config", str(config)]) == 0
+    path = tmp_path / "traces.duckdb"
+    _, prompts = store.query(path, "SELECT prompt, question FROM problems")
+    assert prompts and all(p == _chat(q) for p, q in prompts)
+    _, steps = store.query(path, "SELECT n.step_text, n.terminal FROM nodes n WHERE n.node_id > 0")
+    assert steps and all(t.endswith("\n\n") and "\n\n" not in t[:-2] for t, terminal in steps if not terminal)
+    assert (FIRST_STEP, False) in steps
+    _, greedy = store.query(path, "SELECT iteration, accuracy, checker FROM evaluations WHERE method = 'greedy' "
+                                  "ORDER BY 1")
+    assert greedy[0][1] > 0 and greedy[0][2] == "numeric"  # answers read from \boxed{}, graded as numbers
+    # the policy trained on the searched traces as chat-format rows, and that model was registered
+    _, traces = store.query(path, "SELECT prompt, completion FROM sft_traces WHERE iteration = 1")
+    assert traces and all(p.startswith("<|im_start|>system\n") and c.startswith(FIRST_STEP) for p, c in traces)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [version] = mlflow.MlflowClient().search_model_versions("name = 'treeflow-policy'")
+    assert version.tags["treeflow.run_id"] == "qwen"
+
+
+def test_a_delimiter_or_a_chat_prompt_the_policy_cannot_write_is_refused_before_any_work(tmp_path, qwen_dir,
+                                                                                         capsys):
+    from flows.cli import main
+
+    for policy, message in (
+            ({"path": str(qwen_dir), "step_delimiter": "\n\n."}, "a step delimiter ends in a newline"),
+            ({"prompt_format": "chat"}, "the built-in tiny model has no chat template")):
+        config = tmp_path / "config.yaml"
+        config.write_text(json.dumps({"workdir": str(tmp_path / "work"), "policy": policy}))
+        assert main(["evaluate", "--config", str(config)]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "work" / "traces.duckdb").exists()
