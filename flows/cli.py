@@ -13,6 +13,10 @@ from flows import env
 EXIT_BAD_INPUT = 2
 
 
+
+CHECK_HELP = ("report what the config needs on this machine (models, formats, data, checker, GPU, vLLM) "
+              "and exit 0 when all is here, 2 when anything is missing; runs nothing")
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     parser = argparse.ArgumentParser(prog="treeflow", description=__doc__)
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the flywheel from a YAML config")
     run.add_argument("--config", required=True)
     run.add_argument("--workdir", default=None, help="overrides the config's workdir")
+    run.add_argument("--check", action="store_true", help=CHECK_HELP)
     for name, what in (("flywheel", "the search flywheel (a tree search, `training_search`, generates the "
                                     "training traces)"),
                        ("rest-em", "the ReST-EM baseline (k samples per training problem, same token cap)")):
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--iterations", type=int, default=None)
         cmd.add_argument("--workdir", default=None, help="overrides the config's workdir")
         cmd.add_argument("--run-id", default=None)
+        cmd.add_argument("--check", action="store_true", help=CHECK_HELP)
     serve = sub.add_parser("serve", help="a Prefect server on 127.0.0.1 (or $PREFECT_API_URL's) and treeflow's "
                                          "deployments served from this process, the flywheel on a schedule")
     serve.add_argument("--config", default=None, help="YAML config (default: configs/testbed.yaml)")
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--value", default=None, help="value model directory or hub id (default: the config's)")
     ev.add_argument("--test-size", type=int, default=None)
     ev.add_argument("--plot", default=None, help="PNG path (default: <workdir>/<run id>-accuracy-vs-tokens.png)")
+    ev.add_argument("--check", action="store_true", help=CHECK_HELP)
     plot = sub.add_parser("plot", help="redraw an evaluation's accuracy-vs-tokens PNG from the trace store")
     plot.add_argument("run", help="the evaluation's run id")
     plot.add_argument("--store", default="work/traces.duckdb")
@@ -131,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             return _print_config(args.config, args.reference)
         config = _config(args)
+        if getattr(args, "check", False):
+            from rich.console import Console
+
+            from flows.check import report, requirements
+
+            env.configure()  # offline and quiet, as a run would be; writes nothing
+            return report(Console(), args.config or "the default config", requirements(config, _is_bad_input))
         preflight(config)
         env.configure(config.workdir)
         if args.command == "bootstrap":
@@ -268,11 +282,17 @@ def _check_policy_format(config) -> None:
         return
     from transformers import AutoTokenizer
 
-    from models.errors import resolve_model
+    from models.errors import ModelDirError, resolve_model
     from models.hf_policy import check_delimiter
     from models.prompts import chat_prompt
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy.path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy.path))
+    except OSError as e:  # a hub id that is neither cached nor reachable
+        if isinstance(e, ModelDirError):
+            raise
+        raise ModelDirError(f"policy.path {config.policy.path}: its tokenizer could not be loaded here "
+                            f"({str(e).splitlines()[0]})") from None
     check_delimiter(tokenizer, config.policy.step_delimiter)
     if config.policy.prompt_format == "chat":
         chat_prompt(tokenizer, "1 + 1?", config.policy.system_prompt)

@@ -59,6 +59,9 @@ class PolicySettings(_Strict):
     max_batch_rows: int = Field(512, ge=1, description="rows per forward pass of the policy (memory bound)")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="the GPU memory vLLM takes for the "
+                                                                         "policy (leave room for a value model "
+                                                                         "or PRM on the same GPU)")
     device: str = Field("cpu", description="transformers backend and value model: cpu, cuda, cuda:1, ..., or auto "
                                            "(the GPU of whichever worker runs the step, where it has one)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

@@ -58,7 +58,8 @@ def search_kwargs(config: FlywheelConfig, run_id: str, policy: str, value: str |
                 max_step_tokens=config.policy.max_step_tokens, max_batch_rows=config.policy.max_batch_rows,
                 batch_size=config.batch_size, seed=config.seed, run_id=run_id, calculator=config.calculator,
                 step_delimiter=config.policy.step_delimiter, prompt_format=config.policy.prompt_format,
-                system_prompt=config.policy.system_prompt)
+                system_prompt=config.policy.system_prompt,
+                gpu_memory_utilization=config.policy.gpu_memory_utilization)
 
 
 def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, method: str) -> str:
@@ -68,7 +69,20 @@ def _shard(config: FlywheelConfig, run_id: str, iteration: int, stage: str, meth
 #: how the bootstrap rollouts are sampled, in the value cache's key: a path is decoded in one go
 #: (`TransformersPolicy.propose_paths`), which draws other samples from the same seed than step by step does
 _ROLLOUTS = "paths-in-one-go"
-_HOW_IT_RUNS = {"backend", "device", "dtype"}  # policy settings that leave the cached value model's key alone
+#: policy settings that leave the cached value model's key alone
+_HOW_IT_RUNS = {"backend", "device", "dtype", "gpu_memory_utilization"}
+#: policy settings that joined the key later: at their defaults they leave it as it was
+_LATER = {"step_delimiter": "\n", "prompt_format": "plain"}
+
+
+def _policy_key(config: FlywheelConfig) -> dict:
+    out = config.policy.model_dump(exclude=_HOW_IT_RUNS)
+    for name, default in _LATER.items():
+        if out[name] == default:
+            del out[name]
+    if "prompt_format" not in out:  # the system prompt only matters to chat prompts
+        del out["system_prompt"]
+    return out
 
 
 def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
@@ -77,7 +91,7 @@ def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
     value = config.value.model_dump(exclude={"init"} if config.value.init is None else set())  # unset: old keys
     key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
                                      repr(config.value_training), config.value_targets, config.value_td_lambda,
-                                     config.value_holdout, config.policy.model_dump(exclude=_HOW_IT_RUNS),
+                                     config.value_holdout, _policy_key(config),
                                      config.seed, held_out_sql(),  # the split too: another split, another model
                                      *([config.value_model] if config.value_model != "head" else []),
                                      _ROLLOUTS],

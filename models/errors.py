@@ -29,6 +29,8 @@ def resolve_model(path: str | Path) -> str:
 
         if not constants.HF_HUB_OFFLINE:
             return text
+        raise ModelDirError(f"model directory not found: {p} (a hub id, but the hub is off: HF_HUB_OFFLINE=1; "
+                            "set HF_HUB_OFFLINE=0 where the hub is reachable, or give a local directory)")
     raise ModelDirError(f"model directory not found: {p}")
 
 

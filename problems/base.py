@@ -98,6 +98,18 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
             yield where, row
 
 
+def hub_rows(source: str, split: str, name: str | None = None) -> list[dict]:
+    """A split of a hub dataset as rows; one that cannot be loaded here (no hub, no such split) is one
+    DatasetError naming it."""
+    import datasets
+
+    try:
+        return [dict(r) for r in datasets.load_dataset(source, name, split=split)]
+    except (ConnectionError, FileNotFoundError, ValueError) as e:
+        raise DatasetError(f"hub dataset {source} split {split!r} could not be loaded here ({e}); a local "
+                           "jsonl file or directory works offline") from None
+
+
 def _task_module(task: str):
     if task not in TASK_NAMES:
         raise KeyError(f"unknown task {task!r}; known: {', '.join(TASK_NAMES)}")

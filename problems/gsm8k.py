@@ -10,7 +10,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from problems.base import DATA_DIR, DatasetError, Problem, jsonl_path, read_jsonl
+from problems.base import DATA_DIR, DatasetError, Problem, hub_rows, jsonl_path, read_jsonl
 from problems.steps import final_step, question_prompt
 
 DEFAULT_DIR = DATA_DIR / "gsm8k"
@@ -56,9 +56,7 @@ def load(split: str, *, source: str | None = None, n: int | None = None) -> list
     if path is not None:
         problems = load_jsonl(path, split)
     else:  # a hub id such as openai/gsm8k, where a hub is reachable
-        import datasets
-
-        rows = datasets.load_dataset(source, "main", split=split)
+        rows = hub_rows(source, split, "main")
         problems = [_row_to_problem(r, f"{source}[{split}][{i}]", i, split) for i, r in enumerate(rows)]
     return problems[:n] if n is not None else problems
 

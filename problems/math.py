@@ -27,7 +27,7 @@ import warnings
 from functools import lru_cache
 
 from problems import grading
-from problems.base import DATA_DIR, DatasetError, Problem, jsonl_path, read_jsonl
+from problems.base import DATA_DIR, DatasetError, Problem, hub_rows, jsonl_path, read_jsonl
 from problems.steps import final_step, question_prompt
 
 DEFAULT_DIR = DATA_DIR / "math"
@@ -342,10 +342,13 @@ def _selected(row: dict, levels: set[int] | None, subjects: set[str] | None) -> 
 
 
 def load(split: str, *, source: str | None = None, n: int | None = None, levels: list | None = None,
-         subjects: list[str] | None = None, checker: str = "auto") -> list[Problem]:
+         subjects: list[str] | None = None, checker: str = "auto", sources: dict | None = None) -> list[Problem]:
     """A split from a directory of `{train,test}.jsonl` (default: ../shared/data/math), one `.jsonl` file,
-    or a hub id; a malformed row raises `DatasetError` naming the file, line and field. `checker` grades the
-    answers (`problems.grading`: auto, math_verify or sympy)."""
+    or a hub id; a malformed row raises `DatasetError` naming the file, line and field. `sources` gives a split
+    its own source (e.g. {train: DigitalLearningGmbH/MATH-lighteval, test: HuggingFaceH4/MATH-500}: MATH-500 has
+    no train split). `checker` grades the answers (`problems.grading`: auto, math_verify or sympy)."""
+    if sources is not None and split in sources:
+        source = sources[split]
     try:
         checker = grading.resolve(checker)
     except grading.CheckerUnavailable as e:
@@ -364,10 +367,7 @@ def load(split: str, *, source: str | None = None, n: int | None = None, levels:
                                f"train/test .jsonl files, one .jsonl file, or a hub id such as {HUB_ID})")
         rows = [(where, i, row) for i, (where, row) in enumerate(read_jsonl(path))]
     else:  # a hub id, where a hub is reachable
-        import datasets
-
-        rows = [(f"{source}[{split}][{i}]", i, dict(r))
-                for i, r in enumerate(datasets.load_dataset(source, split=split))]
+        rows = [(f"{source}[{split}][{i}]", i, r) for i, r in enumerate(hub_rows(source, split))]
     problems = [_row_to_problem(row, where, i, split, checker) for where, i, row in rows
                 if _selected(row, wanted_levels, wanted_subjects)]
     return problems[:n] if n is not None else problems
