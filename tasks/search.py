@@ -51,7 +51,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
                run_id: str, iteration: int, stage: str, budgets: list[int | None] | None = None,
                backend: str = "transformers", device: str = "cpu", dtype: str = "auto",
                torch_threads: int | None = None, calculator: bool = False, step_delimiter: str = "\n",
-               prompt_format: str = "plain", system_prompt: str | None = None) -> dict:
+               prompt_format: str = "plain", system_prompt: str | None = None,
+               gpu_memory_utilization: float = 0.85) -> dict:
     """Search problems [start, start + count) of a split at every budget (default: the config's own).
 
     Self-Consistency and Best-of-N draw one sample pool per problem and truncate it to each budget, so
@@ -77,7 +78,8 @@ def run_search(*, task_name: str, task_options: dict, split: str, start: int, co
             from models.vllm_policy import VLLMPolicy
 
             policy = VLLMPolicy(policy_path, temperature=temperature, seed=seed, max_step_tokens=max_step_tokens,
-                                dtype=dtype, step_delimiter=step_delimiter)
+                                dtype=dtype, step_delimiter=step_delimiter,
+                                gpu_memory_utilization=gpu_memory_utilization)
         else:
             policy = TransformersPolicy.from_pretrained(policy_path, temperature=temperature, seed=seed,
                                                         device=device, dtype=dtype,
