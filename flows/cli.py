@@ -257,6 +257,14 @@ def preflight(config) -> None:
                 tracking.point_at(tracking.tracking_uri(config.paths["mlflow"]))
             resolve_model(path)
     _check_policy_format(config)
+    if config.sft.lora_rank or config.value_training.lora_rank:
+        from flows.config import ConfigError
+        from models.training import require_peft
+
+        try:
+            require_peft()
+        except ModuleNotFoundError as e:
+            raise ConfigError(str(e)) from None
     if config.policy.backend == "vllm":
         from models.vllm_policy import require_vllm
 

@@ -22,6 +22,7 @@ from prefect.cache_policies import NONE
 
 from flows.config import FlywheelConfig, method_configs
 from flows.train import Models, fit_value, train_iteration, train_remotely
+from models.training import settings_repr
 from search.sampling import SamplingConfig
 from storage.datasets import value_view
 from tasks import resume, tracking
@@ -90,7 +91,8 @@ def bootstrap_value_dir(config: FlywheelConfig, policy: str) -> Path:
     (the policy, the value settings and targets, the task, the seed, the held-out split)."""
     value = config.value.model_dump(exclude={"init"} if config.value.init is None else set())  # unset: old keys
     key = hashlib.sha256(json.dumps([policy, value, config.task.model_dump(),
-                                     repr(config.value_training), config.value_targets, config.value_td_lambda,
+                                     settings_repr(config.value_training), config.value_targets,
+                                     config.value_td_lambda,
                                      config.value_holdout, _policy_key(config),
                                      config.seed, held_out_sql(),  # the split too: another split, another model
                                      *([config.value_model] if config.value_model != "head" else []),

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.training import SFTSettings, atomic_dir, planned_steps, train_policy
+from models.training import ADDED_LATER, SFTSettings, atomic_dir, planned_steps, train_policy
 from problems.arithmetic import ArithmeticConfig, generate, solution_steps
 from problems.countdown import CountdownConfig
 from problems.countdown import demonstrations as countdown_demonstrations
@@ -72,8 +72,21 @@ class TinyRecipe:
         for added_later in ("stop_step", "countdown"):  # unset, they keep older recipes' hashes (and caches)
             if fields[added_later] is None:
                 del fields[added_later]
+        for name, default in ADDED_LATER.items():  # so do training settings at their defaults
+            if fields["sft"].get(name) == default:
+                del fields["sft"][name]
         blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def recipe_record(recipe: TinyRecipe) -> dict:
+    """The recipe as its model directory records it: training settings added later are left out at their
+    defaults, so a retrain of an older recipe writes the same record, byte for byte."""
+    out = asdict(recipe)
+    for name, default in ADDED_LATER.items():
+        if out["sft"].get(name) == default:
+            del out["sft"][name]
+    return out
 
 
 def _typed(obj) -> dict:
@@ -223,6 +236,6 @@ def bootstrap(recipe: TinyRecipe, cache_dir: str | Path, *, progress=None, retra
     history = train_policy(model, rows, out, recipe.sft, tokenizer=tokenizer, progress=progress,
                            callbacks=callbacks)
     (out / "treeflow_recipe.json").write_text(json.dumps(
-        {"recipe": asdict(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"],
+        {"recipe": recipe_record(recipe), "digest": recipe.digest(), "train_loss": history["train_loss"],
          "steps": history["steps"]}, indent=2))
     return out

@@ -40,6 +40,27 @@ class SFTSettings:
     max_length: int = 128
     #: seed of the data order
     seed: int = 0
+    #: LoRA adapters of this rank on every linear layer instead of a full fine-tune (0: full); merged into the
+    #: saved model, which loads as any model directory
+    lora_rank: int = 0
+    #: LoRA's alpha (the adapters' scale is alpha / rank)
+    lora_alpha: int = 32
+    #: recompute activations in the backward pass: less memory for a model that does not fit, more time
+    gradient_checkpointing: bool = False
+
+
+#: training settings added after recipes were first hashed: at these defaults they leave a recipe's hash alone
+ADDED_LATER = {"lora_rank": 0, "lora_alpha": 32, "gradient_checkpointing": False}
+
+
+def settings_repr(settings) -> str:
+    """A settings dataclass's repr without the `ADDED_LATER` fields at their defaults: what it read before
+    they were added, so cache keys made of it stay the same."""
+    from dataclasses import fields
+
+    kept = [f"{f.name}={getattr(settings, f.name)!r}" for f in fields(settings)
+            if not (f.name in ADDED_LATER and getattr(settings, f.name) == ADDED_LATER[f.name])]
+    return f"{type(settings).__name__}({', '.join(kept)})"
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,12 @@ class ValueSettings:
     loss: Literal["mse", "bce"] = "mse"
     #: step_end: each step's last token is labelled; every: all its tokens (TS-LLM's critic)
     label_tokens: Literal["step_end", "every"] = "step_end"
+    #: LoRA adapters of this rank on the backbone's linear layers, the head trained whole (0: full fine-tune)
+    lora_rank: int = 0
+    #: LoRA's alpha (the adapters' scale is alpha / rank)
+    lora_alpha: int = 32
+    #: recompute activations in the backward pass: less memory, more time
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +131,7 @@ def _common_args(settings, out: str, n_rows: int) -> dict:
         output_dir=out, num_train_epochs=settings.epochs, max_steps=settings.max_steps,
         learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
         seed=settings.seed, use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(),
-        activation_checkpointing=False,
+        activation_checkpointing=getattr(settings, "gradient_checkpointing", False),
         report_to=[], save_strategy="no", logging_steps=max(1, planned_steps(settings, n_rows) // 20),
         disable_tqdm=True, dataloader_num_workers=0,
     )
@@ -149,9 +176,32 @@ def atomic_dir(out_dir: str | Path, write: Callable[[Path], None]) -> Path:
     return out_dir
 
 
+def require_peft() -> None:
+    """LoRA needs peft; where it is not installed, one clear error with the fix."""
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise ModuleNotFoundError("lora_rank > 0 trains LoRA adapters with peft, which is not installed here "
+                                  "(pip install 'treeflow[lora]')")
+
+
+def _with_lora(model, settings, task_type: str):
+    """`model` with LoRA adapters on its linear layers where `settings.lora_rank` asks for them (peft)."""
+    if not getattr(settings, "lora_rank", 0):
+        return model
+    require_peft()
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
+                                            target_modules="all-linear", task_type=task_type))
+
+
 def _atomic_save(trainer, tokenizer, out_dir: Path) -> Path:
     def write(tmp: Path) -> None:
-        trainer.save_model(str(tmp))
+        if hasattr(trainer.model, "merge_and_unload"):  # LoRA: the adapters merged in, a plain model directory
+            trainer.model.merge_and_unload().save_pretrained(str(tmp))
+        else:
+            trainer.save_model(str(tmp))
         tokenizer.save_pretrained(str(tmp))
 
     return atomic_dir(out_dir, write)
@@ -179,7 +229,8 @@ def train_policy(init: str | Path | object, rows: list[dict], out_dir: str | Pat
                          max_length=window(model.config, settings.max_length),
                          completion_only_loss=True, lr_scheduler_type=settings.lr_scheduler,
                          warmup_steps=settings.warmup_steps, dataset_num_proc=None)
-        trainer = _quiet(SFTTrainer(model=model, args=args, processing_class=tokenizer,
+        trainer = _quiet(SFTTrainer(model=_with_lora(model, settings, "CAUSAL_LM"), args=args,
+                                    processing_class=tokenizer,
                                     train_dataset=Dataset.from_list(rows),
                                     callbacks=_callbacks(progress) + list(callbacks or [])))
         if len(trainer.train_dataset) == 0:  # TRL drops rows whose completion truncation cut away entirely
@@ -219,7 +270,8 @@ def train_value(init: str | Path, rows: list[dict], out_dir: str | Path, setting
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(**_common_args(settings, scratch, len(rows)), lr_scheduler_type="cosine",
                                  remove_unused_columns=False)
-        trainer = _quiet(_token_value_trainer(settings.loss, model=model, args=args, train_dataset=dataset,
+        trainer = _quiet(_token_value_trainer(settings.loss, model=_with_lora(model, settings, "SEQ_CLS"),
+                                              args=args, train_dataset=dataset,
                                               callbacks=_callbacks(progress),
                                               data_collator=_pad_collator(model.config.pad_token_id)))
         result = trainer.train()
@@ -275,9 +327,10 @@ def _token_value_trainer(loss: str, **kwargs):
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
-            body = getattr(model, model.base_model_prefix)
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under LoRA adapters
+            body = getattr(inner, inner.base_model_prefix)
             hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-            values = model.score(hidden).squeeze(-1).float()
+            values = inner.score(hidden).squeeze(-1).float()
             keep = labels != IGNORE
             if loss == "bce":
                 out = torch.nn.functional.binary_cross_entropy_with_logits(values[keep], (labels[keep] + 1) / 2)

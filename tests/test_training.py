@@ -239,6 +239,41 @@ def test_every_trainer_takes_another_architecture(tmp_path, llama_dir):
     assert shared.scored_tokens < whole.scored_tokens
 
 
+def test_lora_with_gradient_checkpointing_trains_adapters_and_saves_a_plain_model(tmp_path, llama_dir):
+    """LoRA (peft) on the linear layers, activations recomputed: the loss falls, the embeddings stay as they
+    were (only adapters train), and the merged result is an ordinary model directory every loader reads."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from models.hf_policy import TransformersPolicy
+    from models.value import TransformersValue
+
+    seen = {}
+
+    class Look(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen["checkpointing"] = model.get_base_model().is_gradient_checkpointing
+            seen["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            seen["all"] = sum(p.numel() for p in model.parameters())
+
+    rows = [{"prompt": f"Q: {a}+1\n", "completion": f"{a}+1={a + 1}\n"} for a in range(16)]
+    lora = dict(lora_rank=8, lora_alpha=16, gradient_checkpointing=True)
+    assert _falls(train_policy(llama_dir, rows, tmp_path / "p", SFTSettings(
+        max_steps=16, batch_size=16, learning_rate=1e-2, lr_scheduler="constant", **lora), callbacks=[Look()]))
+    assert seen["checkpointing"] and 0 < seen["trainable"] < seen["all"] / 3
+    assert _falls(train_value(llama_dir, PATHS, tmp_path / "v", ValueSettings(
+        max_steps=20, batch_size=16, learning_rate=3e-3, **lora)))
+    before, after = (load_file(str(d / "model.safetensors")) for d in (llama_dir, tmp_path / "p"))
+    assert not any(k.startswith("base_model") or "lora" in k for k in after)  # merged, no adapter left
+    assert (before["model.embed_tokens.weight"] == after["model.embed_tokens.weight"]).all()
+    changed = [k for k in before if "proj" in k and not (before[k] == after[k]).all()]
+    assert changed and not (tmp_path / "p" / "adapter_config.json").exists()
+    [[step]] = TransformersPolicy.from_pretrained(str(tmp_path / "p")).propose_steps(["Q: 5+1\n"], 1,
+                                                                                     temperature=0.0)
+    assert step.tokens > 0
+    assert len(TransformersValue(str(tmp_path / "v")).score(["Q: 3+1\n3+1=4\n"])) == 1
+
+
 def test_rows_longer_than_the_models_window_are_cut_to_it(tmp_path, tiny_policy_dir):
     """A `max_length` past the model's position table (128 here) trains on rows cut to the table instead
     of failing inside the embedding (a deep tree's path easily outgrows a small model's window)."""
@@ -280,3 +315,18 @@ def test_the_value_holdout_does_not_depend_on_the_random_run_id():
         held[run] = {tree_id.removeprefix(run + "/") for (tree_id,) in picked}
     first, second = held.values()
     assert first == second and 10 < len(first) < 80  # about 10 % of 400, the same ones
+
+
+def test_lora_without_peft_is_one_clear_error_before_any_work(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    import json
+
+    from flows.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"workdir": str(tmp_path / "work"), "sft": {"lora_rank": 8}}))
+    assert main(["run", "--config", str(config)]) == 2
+    assert "pip install 'treeflow[lora]'" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "traces.duckdb").exists()
