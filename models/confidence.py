@@ -132,7 +132,7 @@ class ConfidenceValue:
     among them is read as its first line, then the steps.
     """
 
-    def __init__(self, path: str, *, batch_size: int = 64, max_length: int = 256, device: str = "cpu",
+    def __init__(self, path: str, *, batch_size: int = 64, max_length: int = 4096, device: str = "cpu",
                  dtype: str = "auto", step_delimiter: str = "\n") -> None:
         path, device = resolve_model(path), resolve_device(device)
         spec = json.loads((Path(path) / CONFIDENCE_FILE).read_text())
@@ -188,7 +188,7 @@ class ConfidenceValue:
 
 
 def fit_confidence_value(init: str | Path, rows: list[dict], out_dir: str | Path, *, l2: float = 1e-3,
-                         batch_size: int = 64, max_length: int = 256, device: str = "cpu",
+                         batch_size: int = 64, max_length: int = 4096, device: str = "cpu",
                          progress: Callable[[int, int], None] | None = None) -> dict:
     """Fit the weights on value-training rows (`{"segments": [[prompt, None], [step, target], ...]}`, the
     targets on [-1, 1]) and save the LM of `init` (a causal LM, or a `confidence` value model directory)

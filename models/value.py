@@ -39,6 +39,9 @@ def last_step_start(state: str, delimiter: str = "\n") -> int:
 class TransformersValue:
     """A value model directory as a `ValueModel`; counts the tokens it scores.
 
+    A state is read whole up to `max_length` tokens (capped at the model's positions: an instruct model's long
+    MATH states keep their question); a longer one keeps its last tokens.
+
     Search scores a node's children together, and they share everything but their last step. With
     `reuse_prefix_cache` (the default) `score` runs each distinct prefix through the backbone once and
     only the last steps on top of its KV cache, as the policy does for sampling. It falls back to
@@ -46,7 +49,7 @@ class TransformersValue:
     the step boundary) or would not save work (no prefix shared by two states).
     """
 
-    def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 256,
+    def __init__(self, path: str, *, batch_size: int = 256, max_length: int = 4096,
                  reuse_prefix_cache: bool = True, device: str = "cpu", dtype: str = "auto",
                  step_delimiter: str = "\n") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
