@@ -115,3 +115,41 @@ def test_a_delimiter_or_a_chat_prompt_the_policy_cannot_write_is_refused_before_
         assert main(["evaluate", "--config", str(config)]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "work" / "traces.duckdb").exists()
+
+
+def test_a_whole_decoded_path_is_cut_into_the_steps_a_step_by_step_decode_makes(qwen_dir):
+    """vLLM decodes a path in one request and cuts it afterwards (`split_path`): on the same tokens, the
+    transformers backend's steps, texts and token counts alike; EOS, the step limit and `max_depth` end it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.hf_policy import TransformersPolicy
+    from models.vllm_policy import split_path
+    from problems.steps import is_final
+
+    def ends(step: str) -> bool:
+        return not step.strip() or is_final(step)
+
+    tok = AutoTokenizer.from_pretrained(qwen_dir)
+    model = AutoModelForCausalLM.from_pretrained(qwen_dir)
+    policy = TransformersPolicy(model=model, tokenizer=tok, step_delimiter="\n\n", max_step_tokens=48)
+    for problem in select_problems("gsm8k", "train", 0, 3):
+        prompt = _chat(problem.question)
+        [[path]] = policy.propose_paths([prompt], 1, temperature=0.0, max_depth=4, ends=ends)
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            new = model.generate(ids, do_sample=False, max_new_tokens=4 * 48, pad_token_id=tok.pad_token_id)
+        tokens = new[0, ids.shape[1]:].tolist()
+        cut = split_path(tokens, [0.0] * len(tokens), tok.decode, delimiter="\n\n", eos_id=tok.eos_token_id,
+                         max_step_tokens=48, max_depth=4, ends=ends)
+        assert [(c.text, c.tokens) for c in cut] == [(c.text, c.tokens) for c in path] and len(cut) == 2
+    a, b = tok.encode("Two.\n\n", add_special_tokens=False), tok.encode("Four", add_special_tokens=False)
+    stream = a + b + [tok.eos_token_id] + a
+    lps = [-1.0] * len(stream)
+    steps = split_path(stream, lps, tok.decode, delimiter="\n\n", eos_id=tok.eos_token_id, max_step_tokens=48,
+                       max_depth=4, ends=ends)
+    assert [(c.text, c.tokens) for c in steps] == [("Two.\n\n", len(a)), ("Four", len(b) + 1)]  # EOS ends it
+    capped = split_path(a + a + a, lps, tok.decode, delimiter="\n\n", eos_id=None, max_step_tokens=2,
+                        max_depth=2, ends=lambda step: False)
+    assert [c.tokens for c in capped] == [2, 2]  # the step limit, then max_depth
+    assert ends(capped[0].text)  # a step cut by the limit ends its path, as step by step it would
