@@ -53,6 +53,14 @@ def check_delimiter(tokenizer, delimiter: str) -> None:
                                  f"it reads it ({getattr(tokenizer, 'name_or_path', '')})")
 
 
+def special_prefix(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts before a text of its own accord (Llama's BOS; none for Qwen's or
+    the tiny tokenizer): TRL's SFT tokenizes prompts that way, so the policy reads its prompts that way too."""
+    plain = tokenizer("1", add_special_tokens=False)["input_ids"]
+    full = tokenizer("1")["input_ids"]
+    return next((full[:i] for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), [])
+
+
 @dataclass
 class TransformersPolicy:
     """A Hugging Face causal LM as a `Policy`."""
@@ -82,6 +90,7 @@ class TransformersPolicy:
         self.stop_ids = torch.tensor([i for i, t in enumerate(texts) if "\n" in t] +
                                      [self.tokenizer.eos_token_id], device=self.device)
         self._stops = set(self.stop_ids.tolist())
+        self.lead_ids = special_prefix(self.tokenizer)
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", 2048)
 
@@ -121,7 +130,8 @@ class TransformersPolicy:
         each text cut to its last tokens that leave a step's room in the model's positions."""
         temperature = self.temperature if temperature is None else temperature
         room = self.max_positions - self.max_step_tokens
-        encoded = [ids[-room:] for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        encoded = [(self.lead_ids + ids)[-room:]
+                   for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         per_chunk = max(1, self.max_batch_rows // k)
         out = []
         for start in range(0, len(encoded), per_chunk):

@@ -209,3 +209,29 @@ def test_sampled_whole_paths_end_where_a_path_ends(tiny_policy_dir):
     assert policy.stats.generated_tokens == total
     again = TransformersPolicy.from_pretrained(str(tiny_policy_dir), max_step_tokens=8, seed=5)
     assert again.propose_paths(PROMPTS, 3, temperature=1.0, max_depth=4, ends=ends) == paths  # seeded
+
+
+def test_the_policy_reads_a_prompt_with_the_special_tokens_trl_trained_it_with(tiny_policy_dir):
+    """TRL's SFT tokenizes a prompt as `tokenizer(prompt)` (Llama's BOS first); inference puts the same tokens
+    first, so the policy continues exactly what it was trained on. The tiny tokenizer adds none."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from models.hf_policy import TransformersPolicy, special_prefix
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["Question: 3 + 4?\nAnswer:\n7\n"] * 8, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    llama_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(llama_tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=128))
+    policy = TransformersPolicy(model=model, tokenizer=llama_tok, max_step_tokens=4)
+    prompt = "Question: 3 + 4?\nAnswer:\n"
+    policy.propose_steps([prompt], 1, temperature=0.0)
+    assert special_prefix(llama_tok) == [llama_tok.bos_token_id]
+    assert policy.stats.prefill_tokens == len(llama_tok(prompt)["input_ids"])  # BOS and the prompt, once
+    assert special_prefix(AutoTokenizer.from_pretrained(tiny_policy_dir)) == []
