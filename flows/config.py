@@ -45,8 +45,9 @@ class PolicySettings(_Strict):
     path: str | None = Field(None, description="a model directory, hub id or models:/NAME@ALIAS (None: the tiny "
                                                "model of `tiny`)")
     temperature: float = Field(0.7, ge=0.0, description="sampling temperature of every sampled step")
-    max_step_tokens: int = Field(24, ge=1, description="a step ends at its delimiter, EOS or this many tokens "
-                                                       "(an instruct model's GSM8K / MATH steps need ~256)")
+    max_step_tokens: int | None = Field(
+        None, ge=1, description="a step ends at its delimiter, EOS or this many tokens (default: 24 for the tiny "
+                                "model's one-operation lines, 256 for a given model's GSM8K / MATH steps)")
     step_delimiter: str = Field("\n", description="what ends a step: a line (\"\\n\", the tiny models) or a blank "
                                                  "line (\"\\n\\n\", as instruct models write steps); ends in a "
                                                  "newline")
@@ -67,6 +68,13 @@ class PolicySettings(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights of the policy and value model at search: auto is bfloat16 on a GPU that has "
                             "it, float32 on the CPU (training keeps float32 weights, bf16 autocast on GPUs)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _step_length(cls, data):
+        if isinstance(data, dict) and data.get("max_step_tokens") is None:
+            data = {**data, "max_step_tokens": 24 if data.get("path") is None else 256}
+        return data
 
     @field_validator("step_delimiter")
     @classmethod
