@@ -264,7 +264,10 @@ class FlywheelConfig(_Strict):
                                                 "equation (a op b = c) at the lowest value, not asking the value")
     evaluation: EvaluationSettings = EvaluationSettings()
     sft: SFTSettings = SFTSettings()
-    mix_demos: int = Field(2000, ge=0, description="tiny policy only: original demonstrations mixed into SFT")
+    mix_demos: int | None = Field(
+        None, ge=0, description="demonstrations mixed into each iteration's SFT: the tiny recipe's (default "
+                                "2000), or for a given policy the task's reference solutions (GSM8K rationales, "
+                                "MATH solutions) in its prompt and step format (default 0)")
     sft_filter: TraceFilter = TraceFilter()
     sft_init: Literal["previous", "base"] = Field(
         "previous", description="fine-tune the previous iteration's policy, or the base policy each time "
@@ -284,6 +287,15 @@ class FlywheelConfig(_Strict):
     generation: GenerationSettings = GenerationSettings()
     training: TrainingPlacement = TrainingPlacement()
     registry: RegistrySettings = RegistrySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _demos_default(cls, data):
+        if isinstance(data, dict) and data.get("mix_demos") is None:
+            policy = data.get("policy")
+            path = policy.get("path") if isinstance(policy, dict) else getattr(policy, "path", None)
+            data = {**data, "mix_demos": 2000 if path is None else 0}
+        return data
 
     @model_validator(mode="after")
     def _tiny_policy_knows_the_task(self) -> FlywheelConfig:

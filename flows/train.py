@@ -43,7 +43,12 @@ def train_iteration(config: FlywheelConfig, run_id: str, iteration: int, models:
     recipe = config.tiny if config.policy.path is None else None
     init = models.base if config.sft_init == "base" else models.policy
     sft = sft_policy_task(store_path, run_id, iteration, init, str(out / f"policy-it{iteration}"), config.sft,
-                          recipe, config.mix_demos, **config.sft_filter.model_dump())
+                          recipe, config.mix_demos, **config.sft_filter.model_dump(),
+                          reference=None if recipe is not None else {
+                              "task": config.task.name, "options": config.task.options,
+                              "prompt_format": config.policy.prompt_format,
+                              "system_prompt": config.policy.system_prompt,
+                              "step_delimiter": config.policy.step_delimiter})
     fit = fit_value(config, run_id, iteration, models.value, str(out / f"value-it{iteration}"))
     # the ORM starts from the value model's backbone, or from the policy where the value model is a published PRM
     orm_init, orm = models.orm or (models.policy if is_prm_spec(models.value) else models.value), None

@@ -34,6 +34,8 @@ class Problem:
     answer: str
     prompt: str
     checker: str | None = None
+    #: the dataset's reference solution (GSM8K's rationale, MATH's solution), where it has one
+    solution: str | None = None
 
     @property
     def checker_name(self) -> str:

@@ -38,7 +38,7 @@ def _row_to_problem(row: dict, where: str, index: int, split: str) -> Problem:
     if number is None:
         raise DatasetError(f"{where}: field 'answer': gold answer {gold!r} after '####' is not a number")
     return Problem(id=f"gsm8k-{split}-{index}", task="gsm8k", question=row["question"].strip(),
-                   answer=canonical(gold), prompt=question_prompt(row["question"]))
+                   answer=canonical(gold), prompt=question_prompt(row["question"]), solution=row["answer"])
 
 
 def load_jsonl(path: str | Path, split: str = "test") -> list[Problem]:

@@ -330,8 +330,9 @@ def _row_to_problem(row: dict, where: str, index: int, split: str, checker: str 
             raise DatasetError(f"{where}: field 'solution' has no \\boxed{{...}} answer (and there is no "
                                "field 'answer')")
     ident = str(row.get("unique_id") or f"{split}-{index}")
+    solution = row.get("solution") if isinstance(row.get("solution"), str) and row["solution"].strip() else None
     return Problem(id=f"math-{ident}", task="math", question=row["problem"].strip(), answer=gold.strip(),
-                   prompt=question_prompt(row["problem"]), checker=checker)
+                   prompt=question_prompt(row["problem"]), checker=checker, solution=solution)
 
 
 def _selected(row: dict, levels: set[int] | None, subjects: set[str] | None) -> bool:

@@ -50,15 +50,20 @@ def d_plus_query(run_id: str, iteration: int, *, min_value: float | None = None,
 def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str, out_dir: str,
                     settings: SFTSettings, recipe: TinyRecipe | None, mix_demos: int, *,
                     min_value: float | None = None, min_logprob: float | None = None,
-                    equations: bool = False) -> dict:
+                    equations: bool = False, reference: dict | None = None) -> dict:
     """SFT the policy on this iteration's distinct correct traces (D+, filtered as `d_plus_query` says), plus
-    original demonstrations."""
+    `mix_demos` demonstrations: the tiny recipe's, or (`reference`, a given policy) the task's reference
+    solutions in the policy's prompt and step format (`reference_demos`)."""
     where, params = d_plus_query(run_id, iteration, min_value=min_value, min_logprob=min_logprob,
                                  equations=equations)
     sql = f"SELECT DISTINCT prompt, completion {where} ORDER BY prompt, completion"
     _, rows = store.query(store_path, sql, params)
     traces = [{"prompt": p, "completion": c} for p, c in rows]
-    demos = mixed_demos(recipe, settings, iteration, mix_demos) if recipe is not None and mix_demos else []
+    demos = []
+    if mix_demos and recipe is not None:
+        demos = mixed_demos(recipe, settings, iteration, mix_demos)
+    elif mix_demos and reference is not None:
+        demos = reference_demos(reference, init_path, settings.seed + iteration, mix_demos)
     data = traces + demos
     if not data:  # nothing correct was found and there are no demonstrations: keep the policy
         return {"path": init_path, "traces": 0, "demos": 0, "train_loss": None, "steps": 0, "losses": []}
@@ -75,6 +80,36 @@ def sft_policy_task(store_path: str, run_id: str, iteration: int, init_path: str
 def mixed_demos(recipe: TinyRecipe, settings: SFTSettings, iteration: int, count: int) -> list[dict]:
     """The `count` original demonstrations iteration `iteration`'s SFT mixes in with its traces."""
     return random.Random(settings.seed + iteration).sample(demonstrations(recipe), count)
+
+
+def reference_demos(reference: dict, policy: str, seed: int, count: int) -> list[dict]:
+    """`count` training problems' reference solutions (GSM8K's rationales, MATH's solutions) as demonstrations
+    in the policy's own format: its prompt (`prompt_format`, `system_prompt`), one step per paragraph or line
+    ended by `step_delimiter`, the last stating the answer. Tasks without reference solutions give none."""
+    import importlib
+
+    from problems import load_problems
+
+    module = importlib.import_module(f"problems.{reference['task']}")
+    if not hasattr(module, "solution_steps") or getattr(module, "GENERATED", False):
+        return []
+    pool = [p for p in load_problems(reference["task"], "train", **reference.get("options", {})) if p.solution]
+    chosen = random.Random(seed).sample(pool, min(count, len(pool)))
+    prompts = [p.prompt for p in chosen]
+    if reference.get("prompt_format") == "chat":
+        from transformers import AutoTokenizer
+
+        from models.errors import resolve_model
+        from models.prompts import chat_prompt
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(policy))
+        prompts = [chat_prompt(tokenizer, p.question, reference.get("system_prompt")) for p in chosen]
+    delimiter = reference.get("step_delimiter", "\n")
+    out = []
+    for p, prompt in zip(chosen, prompts, strict=True):
+        steps = [s[:-1] + delimiter if s.endswith("\n") else s for s in module.solution_steps(p, p.solution)]
+        out.append({"prompt": prompt, "completion": "".join(steps)})
+    return out
 
 
 def _key(init_path: str, settings, rows: list, **more) -> str:

@@ -83,7 +83,7 @@ def test_the_flywheel_runs_an_instruct_model_in_its_own_format(prefect_harness, 
         "task": {"name": "gsm8k", "train_per_iteration": 4, "test_size": 2},
         "value": {"problems": 2, "rollouts": 2}, "value_training": {"max_steps": 2, "batch_size": 4},
         "search": {"simulations": 2, "k": 2, "max_depth": 3}, "sft": {"max_steps": 2, "batch_size": 4},
-        "mix_demos": 0,
+        "mix_demos": 3,
         "evaluation": {"token_budget": 300, "max_samples": 2, "methods": ["greedy", "mcts_alpha"]}}))
     assert main(["run", "--config", str(config)]) == 0
     path = tmp_path / "traces.duckdb"
@@ -99,8 +99,12 @@ def test_the_flywheel_runs_an_instruct_model_in_its_own_format(prefect_harness, 
     _, traces = store.query(path, "SELECT prompt, completion FROM sft_traces WHERE iteration = 1")
     assert traces and all(p.startswith("<|im_start|>system\n") and c.startswith(FIRST_STEP) for p, c in traces)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    [version] = mlflow.MlflowClient().search_model_versions("name = 'treeflow-policy'")
+    client = mlflow.MlflowClient()
+    [version] = client.search_model_versions("name = 'treeflow-policy'")
     assert version.tags["treeflow.run_id"] == "qwen"
+    [sft] = client.search_runs([client.get_experiment_by_name("treeflow").experiment_id],
+                               "attributes.run_name = 'qwen/iteration-1/sft'")
+    assert sft.data.params["mixed_demonstrations"] == "3"  # GSM8K reference solutions beside the traces
 
 
 def test_a_delimiter_or_a_chat_prompt_the_policy_cannot_write_is_refused_before_any_work(tmp_path, qwen_dir,
@@ -153,3 +157,23 @@ def test_a_whole_decoded_path_is_cut_into_the_steps_a_step_by_step_decode_makes(
                         max_depth=2, ends=lambda step: False)
     assert [c.tokens for c in capped] == [2, 2]  # the step limit, then max_depth
     assert ends(capped[0].text)  # a step cut by the limit ends its path, as step by step it would
+
+
+def test_reference_solutions_become_demonstrations_in_the_policys_own_format(qwen_dir):
+    """A given policy's SFT mixes in the task's reference solutions: GSM8K rationales as chat prompts and
+    "\\n\\n" steps, calculator annotations gone, the last step stating the gold answer."""
+    from tasks.train import reference_demos
+
+    reference = {"task": "gsm8k", "options": {}, "prompt_format": "chat", "system_prompt": SYSTEM,
+                 "step_delimiter": "\n\n"}
+    demos = reference_demos(reference, str(qwen_dir), 0, 5)
+    problems = {p.question: p for p in select_problems("gsm8k", "train", 0, 7473)}
+    assert len(demos) == 5 and len({d["prompt"] for d in demos}) == 5
+    for d in demos:
+        question = d["prompt"].split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+        assert d["prompt"] == _chat(question)
+        steps = d["completion"].split("\n\n")
+        assert steps[-1] == "" and steps[-2] == f"The answer is {problems[question].answer}"
+        assert "<<" not in d["completion"] and "\n" not in "".join(steps)
+    assert reference_demos({**reference, "task": "arithmetic"}, str(qwen_dir), 0, 5) == []  # no references
+    assert reference_demos(reference, str(qwen_dir), 0, 5) == demos  # the same draw for the same seed
