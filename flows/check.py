@@ -42,8 +42,8 @@ def requirements(config, is_bad_input: Callable[[Exception], bool]) -> list[Requ
         init = config.value.init
         need("value model", lambda: "trained on the policy's rollouts from "
                                     + ("the policy" if init is None else _found(init)))
-    need("test problems", lambda: _problems(config, "test"))
-    need("training problems", lambda: _problems(config, "train"))
+    need("test problems", lambda: read_problems(config, "test"))
+    need("training problems", lambda: read_problems(config, "train"))
     if config.task.name == "math":
         need("checker", lambda: _checker(config.task.options.get("checker", "auto")))
     need("device", lambda: _device(policy.device, policy.backend))
@@ -64,12 +64,38 @@ def _found(path: str) -> str:
 
 
 def _policy_format(config) -> str:
-    from flows.cli import _check_policy_format
-
-    _check_policy_format(config)
+    check_policy_format(config)
     p = config.policy
     return (f"{p.prompt_format} prompts, steps end at {p.step_delimiter!r}, at most {p.max_step_tokens} tokens "
             "a step")
+
+
+def check_policy_format(config) -> None:
+    """The policy's tokenizer writes the step delimiter back as it reads it, and has a chat template where the
+    prompts are chat prompts (the tiny model has none)."""
+    from models.prompts import ChatTemplateError
+
+    if config.policy.path is None:
+        if config.policy.prompt_format == "chat":
+            raise ChatTemplateError("policy.prompt_format chat: the built-in tiny model has no chat template; "
+                                    "give policy.path (an instruct model) or use prompt_format plain")
+        return
+    from transformers import AutoTokenizer
+
+    from models.errors import ModelDirError, resolve_model
+    from models.hf_policy import check_delimiter
+    from models.prompts import chat_prompt
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy.path))
+    except OSError as e:  # a hub id that is neither cached nor reachable
+        if isinstance(e, ModelDirError):
+            raise
+        raise ModelDirError(f"policy.path {config.policy.path}: its tokenizer could not be loaded here "
+                            f"({str(e).splitlines()[0]})") from None
+    check_delimiter(tokenizer, config.policy.step_delimiter)
+    if config.policy.prompt_format == "chat":
+        chat_prompt(tokenizer, "1 + 1?", config.policy.system_prompt)
 
 
 def _value(path: str) -> str:
@@ -82,7 +108,9 @@ def _value(path: str) -> str:
     return _found(path)
 
 
-def _problems(config, split: str) -> str:
+def read_problems(config, split: str) -> str:
+    """Read the problems a run will take from `split` (every test problem, one training problem); a bad
+    source or row raises `DatasetError` naming it."""
     from problems import select_problems
 
     size = max([config.task.test_size, *config.evaluation.test_sizes.values()]) if split == "test" else 1

@@ -243,9 +243,9 @@ def _evaluate_config(args):
 
 def preflight(config) -> None:
     """Check inputs before any run starts, so bad input writes nothing: model dirs and task data."""
+    from flows.check import check_policy_format, read_problems
     from models import prm
     from models.errors import resolve_model
-    from problems import select_problems
 
     for path in (config.policy.path, config.value.path, config.value.init):
         if path is not None and prm.is_prm_spec(path):
@@ -256,7 +256,7 @@ def preflight(config) -> None:
 
                 tracking.point_at(tracking.tracking_uri(config.paths["mlflow"]))
             resolve_model(path)
-    _check_policy_format(config)
+    check_policy_format(config)
     if config.sft.lora_rank or config.value_training.lora_rank:
         from flows.config import ConfigError
         from models.training import require_peft
@@ -273,37 +273,8 @@ def preflight(config) -> None:
         from flows.generate import require_ray
 
         require_ray()
-    test_size = max([config.task.test_size, *config.evaluation.test_sizes.values()])
-    select_problems(config.task.name, "test", 0, test_size, config.task.options)
-    select_problems(config.task.name, "train", 0, 1, config.task.options)
-
-
-def _check_policy_format(config) -> None:
-    """The policy's tokenizer writes the step delimiter back as it reads it, and has a chat template where the
-    prompts are chat prompts (the tiny model has none)."""
-    from models.prompts import ChatTemplateError
-
-    if config.policy.path is None:
-        if config.policy.prompt_format == "chat":
-            raise ChatTemplateError("policy.prompt_format chat: the built-in tiny model has no chat template; "
-                                    "give policy.path (an instruct model) or use prompt_format plain")
-        return
-    from transformers import AutoTokenizer
-
-    from models.errors import ModelDirError, resolve_model
-    from models.hf_policy import check_delimiter
-    from models.prompts import chat_prompt
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.policy.path))
-    except OSError as e:  # a hub id that is neither cached nor reachable
-        if isinstance(e, ModelDirError):
-            raise
-        raise ModelDirError(f"policy.path {config.policy.path}: its tokenizer could not be loaded here "
-                            f"({str(e).splitlines()[0]})") from None
-    check_delimiter(tokenizer, config.policy.step_delimiter)
-    if config.policy.prompt_format == "chat":
-        chat_prompt(tokenizer, "1 + 1?", config.policy.system_prompt)
+    read_problems(config, "test")
+    read_problems(config, "train")
 
 
 def _run(config, generator: str) -> int:

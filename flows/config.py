@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.prompts import BOXED_SYSTEM_PROMPT
 from models.tiny import TinyRecipe
 from models.training import RewardSettings, SFTSettings, ValueSettings
 from search.bfs_v import BFSVConfig
@@ -55,8 +56,7 @@ class PolicySettings(_Strict):
         "plain", description="plain: the task's own prompt (`Question: ...\\nAnswer:\\n`); chat: the policy "
                              "tokenizer's chat template over `system_prompt` and the question, the assistant turn "
                              "opened (instruct models)")
-    system_prompt: str = Field("Please reason step by step, and put your final answer within \\boxed{}.",
-                               description="the system turn of chat prompts")
+    system_prompt: str = Field(BOXED_SYSTEM_PROMPT, description="the system turn of chat prompts")
     max_batch_rows: int = Field(512, ge=1, description="rows per forward pass of the policy (memory bound)")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vllm: GPU workers with vLLM installed (prefix caching on)")

@@ -118,12 +118,6 @@ class _LogProbs:
         return out
 
 
-def split_steps(text: str, delimiter: str = "\n") -> tuple[str, ...]:
-    """The steps of a state's text, each with its delimiter (the last one may have none)."""
-    parts = text.split(delimiter)
-    return tuple(p + delimiter for p in parts[:-1]) + ((parts[-1],) if parts[-1] else ())
-
-
 class ConfidenceValue:
     """A `confidence` value model directory as a `ValueModel`; counts the tokens it scores.
 
@@ -150,17 +144,15 @@ class ConfidenceValue:
         return self.lm.scored_tokens
 
     def scorer(self, prompts: Iterable[str]) -> Callable[[list[str]], list[float]]:
-        from problems.steps import prompt_splitter
+        from problems.steps import prompt_splitter, split_state, split_steps
 
         steps_of = prompt_splitter(prompts)
 
         def score(states: list[str]) -> list[float]:
             paths = []
             for state in states:
-                steps = steps_of(state)
-                if steps == state:  # no known prompt: the first line is the prompt
-                    steps = state[state.find("\n") + 1:] if "\n" in state else ""
-                paths.append((state[:len(state) - len(steps)], split_steps(steps, self.step_delimiter)))
+                prompt, steps = split_state(steps_of, state)
+                paths.append((prompt, split_steps(steps, self.step_delimiter)))
             self.calls += 1
             # a state that begins a longer one of the batch is read off the longer one's forward pass (a causal
             # LM gives a step the same log-probs whatever follows it), unless the window cuts the longer one

@@ -21,22 +21,19 @@ goes (`value.path`), and is used as published: the flywheel never refits it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
 from models.errors import resolve_device, resolve_dtype, resolve_model, window
+from models.prompts import BOXED_SYSTEM_PROMPT
 
 FORMATS = ("math_shepherd", "qwen", "chat")
 AGGREGATIONS = ("last", "min", "prod")
 SPEC_PREFIX = "prm:"
-#: the system prompt Qwen2.5-Math-PRM is prompted with
-QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 SHEPHERD_TAG = "ки"
 QWEN_SEPARATOR = "<extra_0>"
-_QUESTION = re.compile(r"\AQuestion: (.*)\nAnswer:\n\Z", re.S)
 
 
 class PRMError(ValueError):
@@ -48,9 +45,6 @@ class PRMSpec:
     format: str
     aggregation: str
     model: str
-
-    def __str__(self) -> str:
-        return f"{SPEC_PREFIX}{self.format}:{self.aggregation}:{self.model}"
 
 
 def is_prm_spec(path: str) -> bool:
@@ -69,23 +63,6 @@ def parse_spec(spec: str) -> PRMSpec:
     if how not in AGGREGATIONS:
         raise PRMError(f"{spec!r}: unknown step aggregation {how!r}; known: {', '.join(AGGREGATIONS)}")
     return PRMSpec(fmt, how, model)
-
-
-def question_of(prompt: str) -> str:
-    """The question a prompt asks (`Question: ...\\nAnswer:\\n` for word problems; else the prompt itself)."""
-    match = _QUESTION.match(prompt)
-    return (match.group(1) if match else prompt).strip()
-
-
-def aggregate(scores: list[float], how: str) -> float:
-    if how == "last":
-        return scores[-1]
-    if how == "min":
-        return min(scores)
-    out = 1.0
-    for s in scores:
-        out *= s
-    return out
 
 
 def check_tokenizer(tok, fmt: str, where: str) -> dict[str, int]:
@@ -149,18 +126,17 @@ class PublishedPRM:
     def scorer(self, prompts: Iterable[str]) -> Callable[[list[str]], list[float]]:
         """Scores of states whose prompts are among `prompts` (a state of an unknown prompt is read as its first
         line, then the steps)."""
-        from problems.steps import prompt_splitter
+        from problems.steps import prompt_splitter, question_of, split_state
+        from search.aggregate import step_score
 
         steps_of = prompt_splitter(prompts)
 
         def score(states: list[str]) -> list[float]:
             solutions = []
             for state in states:
-                steps = steps_of(state)
-                if steps == state:
-                    steps = state[state.find("\n") + 1:] if "\n" in state else ""
-                solutions.append((question_of(state[:len(state) - len(steps)]), self.split_steps(steps)))
-            return [2 * aggregate(s, self.aggregation) - 1 if s else 0.0 for s in self.step_scores(solutions)]
+                prompt, steps = split_state(steps_of, state)
+                solutions.append((question_of(prompt), self.split_steps(steps)))
+            return [2 * step_score(s, self.aggregation) - 1 if s else 0.0 for s in self.step_scores(solutions)]
 
         return score
 
@@ -169,7 +145,9 @@ class PublishedPRM:
 
     def split_steps(self, text: str) -> list[str]:
         """A state's steps without their delimiters (empty steps dropped)."""
-        return [s for s in (p.strip() for p in text.split(self.step_delimiter)) if s]
+        from problems.steps import split_steps
+
+        return [s for s in (p.strip() for p in split_steps(text, self.step_delimiter)) if s]
 
     @torch.inference_mode()
     def step_scores(self, solutions: list[tuple[str, list[str]]]) -> list[list[float]]:
@@ -189,7 +167,7 @@ class PublishedPRM:
         tok = self.tokenizer
         if self.format == "qwen":
             text = tok.apply_chat_template(
-                [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": question},
+                [{"role": "system", "content": BOXED_SYSTEM_PROMPT}, {"role": "user", "content": question},
                  {"role": "assistant", "content": QWEN_SEPARATOR.join(steps) + QWEN_SEPARATOR}],
                 tokenize=False, add_generation_prompt=False)
             ids = tok.encode(text, add_special_tokens=False)

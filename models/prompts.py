@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: the system turn instruct models and Qwen2.5-Math-PRM are prompted with
+BOXED_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+
 
 class ChatTemplateError(ValueError):
     """A chat prompt asked of a tokenizer that has no chat template."""

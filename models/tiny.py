@@ -20,7 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.training import ADDED_LATER, SFTSettings, atomic_dir, planned_steps, train_policy
+from models.training import SFTSettings, atomic_dir, planned_steps, train_policy, without_later_defaults
 from problems.arithmetic import ArithmeticConfig, generate, solution_steps
 from problems.countdown import CountdownConfig
 from problems.countdown import demonstrations as countdown_demonstrations
@@ -72,9 +72,7 @@ class TinyRecipe:
         for added_later in ("stop_step", "countdown"):  # unset, they keep older recipes' hashes (and caches)
             if fields[added_later] is None:
                 del fields[added_later]
-        for name, default in ADDED_LATER.items():  # so do training settings at their defaults
-            if fields["sft"].get(name) == default:
-                del fields["sft"][name]
+        fields["sft"] = without_later_defaults(fields["sft"])  # so do training settings at their defaults
         blob = json.dumps({"v": RECIPE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -83,9 +81,7 @@ def recipe_record(recipe: TinyRecipe) -> dict:
     """The recipe as its model directory records it: training settings added later are left out at their
     defaults, so a retrain of an older recipe writes the same record, byte for byte."""
     out = asdict(recipe)
-    for name, default in ADDED_LATER.items():
-        if out["sft"].get(name) == default:
-            del out["sft"][name]
+    out["sft"] = without_later_defaults(out["sft"])
     return out
 
 

@@ -53,14 +53,18 @@ class SFTSettings:
 ADDED_LATER = {"lora_rank": 0, "lora_alpha": 32, "gradient_checkpointing": False}
 
 
+def without_later_defaults(values: dict) -> dict:
+    """Training settings as a mapping, less the `ADDED_LATER` ones at their defaults: what they read before
+    those were added, so hashes, records and cache keys made of them stay the same."""
+    return {k: v for k, v in values.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 def settings_repr(settings) -> str:
-    """A settings dataclass's repr without the `ADDED_LATER` fields at their defaults: what it read before
-    they were added, so cache keys made of it stay the same."""
+    """A settings dataclass's repr as it read before `ADDED_LATER` (`without_later_defaults`)."""
     from dataclasses import fields
 
-    kept = [f"{f.name}={getattr(settings, f.name)!r}" for f in fields(settings)
-            if not (f.name in ADDED_LATER and getattr(settings, f.name) == ADDED_LATER[f.name])]
-    return f"{type(settings).__name__}({', '.join(kept)})"
+    kept = without_later_defaults({f.name: getattr(settings, f.name) for f in fields(settings)})
+    return f"{type(settings).__name__}({', '.join(f'{k}={v!r}' for k, v in kept.items())})"
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,33 @@ from collections.abc import Callable, Iterable
 
 ANSWER_PREFIX = "The answer is "
 _ANSWER_RE = re.compile(r"The answer is\s*(.+?)\s*$")
+_QUESTION_RE = re.compile(r"\AQuestion: (.*)\nAnswer:\n\Z", re.S)
 
 
 def question_prompt(question: str) -> str:
     """The prompt of a word problem (GSM8K, MATH): the question, then the steps that answer it."""
     return f"Question: {question.strip()}\nAnswer:\n"
+
+
+def question_of(prompt: str) -> str:
+    """The question a prompt asks (`question_prompt` undone; any other prompt is its own question)."""
+    match = _QUESTION_RE.match(prompt)
+    return (match.group(1) if match else prompt).strip()
+
+
+def split_steps(text: str, delimiter: str = "\n") -> tuple[str, ...]:
+    """The steps of a state's text, each with its delimiter (the last one may have none)."""
+    parts = text.split(delimiter)
+    return tuple(p + delimiter for p in parts[:-1]) + ((parts[-1],) if parts[-1] else ())
+
+
+def split_state(steps_of: Callable[[str], str], state: str) -> tuple[str, str]:
+    """(prompt, steps) of a state, by `prompt_splitter`'s `steps_of`; a state of no known prompt is read as its
+    first line, then the steps."""
+    steps = steps_of(state)
+    if steps == state:
+        steps = state[state.find("\n") + 1:] if "\n" in state else ""
+    return state[:len(state) - len(steps)], steps
 
 
 def prompt_splitter(prompts: Iterable[str]) -> Callable[[str], str]:

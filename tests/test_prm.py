@@ -5,7 +5,8 @@ here that carry the real chat templates and special tokens), and one searching t
 import pytest
 import torch
 
-from models.prm import PRMError, PublishedPRM, parse_spec, question_of
+from models.prm import PRMError, PublishedPRM, parse_spec
+from problems.steps import question_of
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 SOLUTIONS = [  # a batch of mixed lengths: one step, three steps, two steps
